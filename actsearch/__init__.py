@@ -1,0 +1,2 @@
+"""actsearch: automated activation-function search."""
+__version__ = "0.1.0"

@@ -1,0 +1,239 @@
+"""Command-line interface: `actsearch check | known | primitives`.  Every command has --json."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from actsearch import __version__
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="actsearch: automated search for activation functions.")
+out = Console()
+err = Console(stderr=True)
+
+
+class CLIError(Exception):
+    """An error to report as one line on stderr, with exit status 2."""
+
+
+def _fail(message: str) -> "typer.Exit":
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def parse_params(items: Optional[List[str]]) -> dict[str, float]:
+    params: dict[str, float] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CLIError(f"--param expects NAME=VALUE (e.g. --param beta=1.0), got {item!r}")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            raise CLIError(f"--param {name.strip()}: {value!r} is not a number") from None
+    return params
+
+
+def load_candidate(formula: str, param: Optional[List[str]]):
+    from actsearch.formula import FormulaError, parse_formula
+
+    try:
+        return parse_formula(formula, params=parse_params(param))
+    except FormulaError as exc:
+        raise CLIError(f"bad formula: {exc}") from None
+
+
+def _json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=float) + "\n")
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"actsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")):
+    pass
+
+
+def check_report(candidate, n_nearest: int = 5) -> dict:
+    from actsearch.catalog import nearest_known
+    from actsearch.formula import format_formula
+    from actsearch.properties import analyze
+    from actsearch.screening import screen_candidate
+
+    screening = screen_candidate(candidate)
+    try:
+        derivative = format_formula(candidate.derivative)
+    except Exception:  # Piecewise etc. have no formula spelling; show sympy's
+        derivative = str(candidate.derivative)
+    nearest = nearest_known(candidate, k=n_nearest)
+    return {
+        "formula": candidate.source,
+        "canonical": candidate.formula,
+        "id": candidate.id,
+        "params": dict(candidate.params),
+        "kind": "normalization-activation" if candidate.is_tensor_op else "scalar",
+        "derivative": derivative,
+        "properties": analyze(candidate),
+        "screening": screening.to_dict(),
+        "nearest": [m.to_dict() for m in nearest],
+        "verdict": _verdict(nearest),
+    }
+
+
+def _verdict(nearest) -> str:
+    if not nearest:
+        return "no scalar catalog comparison (normalization-activation candidate)"
+    best = nearest[0]
+    if best.distance < 1e-3:
+        return f"rediscovery of {best.title} (distance {best.distance:.2g})"
+    return f"novel: nearest is {best.title} at distance {best.distance:.3g}"
+
+
+@app.command()
+def check(
+    formula: str = typer.Argument(..., help="Formula in x, e.g. 'x*sigmoid(beta*x)'. Start with a space or use -- for a leading minus."),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Parameter NAME=VALUE (repeatable)."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Write a PNG of f and f' on [-6, 6]."),
+    nearest: int = typer.Option(5, "--nearest", min=1, max=50, help="How many catalog neighbours to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+):
+    """Canonical form, derivative, properties, screening and nearest known activations of FORMULA."""
+    try:
+        cand = load_candidate(formula, param)
+        report = check_report(cand, nearest)
+        if plot:
+            from actsearch.plot import plot_candidate
+
+            if cand.is_tensor_op:
+                raise CLIError("--plot draws scalar activations; this is a normalization-activation candidate")
+            try:
+                plot_candidate(cand, plot)
+            except OSError as exc:
+                raise CLIError(f"cannot write plot {plot!r}: {exc.strerror or exc}") from None
+            report["plot"] = plot
+    except CLIError as exc:
+        raise _fail(str(exc))
+    if as_json:
+        _json(report)
+        return
+    _print_check(report)
+
+
+def _print_check(r: dict) -> None:
+    out.print(f"[bold]{r['canonical']}[/]   [dim]{r['id']}[/]", highlight=False)
+    if r["params"]:
+        out.print("params: " + ", ".join(f"{k}={v:g}" for k, v in r["params"].items()))
+    out.print(f"f'(x) = {r['derivative']}", highlight=False)
+    props = Table(show_header=False, box=None, pad_edge=False)
+    for k, v in r["properties"].items():
+        props.add_row(f"  {k}", f"{v:.4g}" if isinstance(v, float) else str(v))
+    out.print(props)
+    s = r["screening"]
+    if s["passed"]:
+        out.print("screening: [green]passed[/]")
+    else:
+        out.print("screening: [red]failed[/]")
+        for reason in s["reasons"]:
+            out.print(f"  - {reason}", highlight=False)
+    if r["nearest"]:
+        t = Table(title="nearest known activations", title_justify="left")
+        t.add_column("name")
+        t.add_column("distance", justify="right")
+        t.add_column("affine", justify="right")
+        t.add_column("reference")
+        for m in r["nearest"]:
+            t.add_row(m["title"], f"{m['distance']:.4g}", f"{m['affine_distance']:.4g}", f"{m['reference']} ({m['year']})")
+        out.print(t)
+    out.print(r["verdict"])
+    if r.get("plot"):
+        out.print(f"plot: {r['plot']}")
+
+
+@app.command()
+def known(
+    family: Optional[str] = typer.Option(None, "--family", help="Only this family (relu, gated, ...)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+):
+    """List the known-activation catalog."""
+    from actsearch.catalog import load_catalog
+
+    entries = [k for k in load_catalog().values() if family is None or k.family == family]
+    if family is not None and not entries:
+        families = sorted({k.family for k in load_catalog().values()})
+        raise _fail(f"unknown family {family!r}; families: {', '.join(families)}")
+    if as_json:
+        _json([{"name": k.name, "title": k.title, "formula": k.formula, "params": dict(k.params),
+                "reference": k.reference, "year": k.year, "family": k.family} for k in entries])
+        return
+    t = Table(title=f"{len(entries)} known activations")
+    for col in ("name", "formula", "year", "reference"):
+        t.add_column(col, overflow="fold")
+    for k in entries:
+        ps = "".join(f", {n}={v:g}" for n, v in k.params.items())
+        t.add_row(k.title, k.formula + ps, str(k.year), k.reference)
+    out.print(t)
+
+
+@app.command()
+def primitives(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")):
+    """List the grammar's primitives with arity, parameters, guards and cost."""
+    from actsearch.primitives import PRIMITIVES
+
+    rows = [{"name": p.name, "kind": p.kind, "inputs": p.n_inputs if p.n_inputs is not None else "2+",
+             "params": {n: d for n, d in p.params}, "safe": p.safe, "aliases": list(p.aliases),
+             "cost": {"elementwise": p.cost.elementwise, "transcendental": p.cost.transcendental},
+             "torch": p.torch, "triton": p.triton, "sets": list(p.sets)} for p in PRIMITIVES.values()]
+    if as_json:
+        _json(rows)
+        return
+    t = Table(title=f"{len(rows)} primitives")
+    for col in ("name", "kind", "inputs", "params", "guard", "cost", "sets"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else ""), r["kind"],
+                  str(r["inputs"]), ", ".join(f"{k}={v:g}" for k, v in r["params"].items()), r["safe"] or "",
+                  f"{r['cost']['elementwise']}+{r['cost']['transcendental']}T", ",".join(r["sets"]))
+    out.print(t)
+
+
+bench_app = typer.Typer(help="Benchmarks that print measured figures (see benchmarks/).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("formula")
+def bench_formula(
+    n: int = typer.Option(1000, "--n", min=1, help="Number of random formulas."),
+    seed: int = typer.Option(0, "--seed"),
+    repeats: int = typer.Option(3, "--repeats", min=1),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Parse + canonicalize + fingerprint N random formulas (target: 1000 in < 2 s)."""
+    from actsearch.bench_formula import run
+
+    r = run(n=n, seed=seed, repeats=repeats)
+    if as_json:
+        _json(r)
+        return
+    out.print(f"{r['n']} random formulas (seed {seed}): {r['parsed']} parsed, {r['refused']} refused, "
+              f"{r['distinct_ids']} distinct ids")
+    out.print(f"parse + canonicalize + fingerprint: best {r['seconds']:.3f} s of {repeats} "
+              f"({r['ms_per_formula']:.2f} ms/formula); target < {r['target_seconds']:.0f} s: "
+              f"{'met' if r['met_target'] else 'MISSED'}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

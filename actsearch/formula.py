@@ -1,0 +1,339 @@
+"""Safe formula parsing, printing and the Candidate type.
+
+User text is parsed with Python's ``ast`` (which only builds a tree, it never runs anything) and
+walked with a whitelist; sympy objects are built directly from the whitelisted nodes.  ``eval``,
+``sympify`` and ``parse_expr`` are never called on user text: sympify runs arbitrary code, and even a
+restricted namespace can be escaped through ``().__class__.__base__.__subclasses__()`` chains.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Mapping, Optional
+
+import sympy
+from sympy.printing.str import StrPrinter
+
+from actsearch.primitives import MOMENT_FUNCTIONS, PRIMITIVES, get_primitive, primitive_names
+
+X = sympy.Symbol("x", real=True)
+CONSTANTS = {"pi": sympy.pi, "E": sympy.E}
+RESERVED = {"x"} | set(CONSTANTS)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard bounds that make every parse end quickly, whatever the input."""
+
+    max_length: int = 2000          # characters, checked before anything else
+    max_nodes: int = 400            # AST nodes
+    max_depth: int = 40             # AST nesting
+    max_literal: float = 1e6        # |numeric literal|
+    max_exponent: float = 16        # |constant exponent| of **
+    max_params: int = 16
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class FormulaError(ValueError):
+    """A formula that cannot be turned into a candidate; names the position and offending token."""
+
+    def __init__(self, message: str, text: str = "", col: Optional[int] = None, token: Optional[str] = None):
+        self.reason = message
+        self.text = text
+        self.col = col
+        self.token = token
+        where = ""
+        if col is not None:
+            where = f" at column {col + 1}"
+            if token is not None:
+                shown = token if len(token) <= 40 else token[:37] + "..."
+                where += f" ({shown!r})"
+        super().__init__(f"{message}{where}")
+
+
+def _param_symbol(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, real=True)
+
+
+def validate_param_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", name) or name.startswith("__"):
+        raise FormulaError(f"invalid parameter name {name!r} (use a short identifier such as beta)")
+    if name in RESERVED or name in PRIMITIVES or name in primitive_names():
+        raise FormulaError(f"parameter name {name!r} is reserved (it names the input, a constant or a primitive)")
+
+
+class _Builder:
+    def __init__(self, text: str, params: Mapping[str, float], limits: Limits):
+        self.text = text
+        self.params = params
+        self.limits = limits
+        self.used: set[str] = set()
+
+    def fail(self, message: str, node: Optional[ast.AST] = None) -> FormulaError:
+        if node is None or not hasattr(node, "col_offset"):
+            return FormulaError(message, self.text)
+        token = ast.get_source_segment(self.text, node) or type(node).__name__
+        return FormulaError(message, self.text, node.col_offset, token)
+
+    def build(self, node: ast.AST, depth: int = 0) -> sympy.Expr:
+        if depth > self.limits.max_depth:
+            raise self.fail(f"formula nested deeper than {self.limits.max_depth} levels", node)
+        if isinstance(node, ast.Constant):
+            return self.constant(node)
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            operand = self.build(node.operand, depth + 1)
+            return -operand if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, ast.BinOp):
+            return self.binop(node, depth)
+        if isinstance(node, ast.Call):
+            return self.call(node, depth)
+        what = {ast.Attribute: "attribute access", ast.Subscript: "subscript", ast.Lambda: "lambda",
+                ast.ListComp: "comprehension", ast.GeneratorExp: "comprehension", ast.SetComp: "comprehension",
+                ast.DictComp: "comprehension", ast.Compare: "comparison", ast.BoolOp: "boolean operator",
+                ast.IfExp: "conditional expression", ast.Starred: "starred argument",
+                ast.NamedExpr: "assignment expression", ast.JoinedStr: "string"}.get(type(node))
+        raise self.fail(f"{what or type(node).__name__ + ' expression'} is not allowed in a formula", node)
+
+    def constant(self, node: ast.Constant) -> sympy.Expr:
+        v = node.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.fail("only numeric literals are allowed", node)
+        if isinstance(v, int):
+            if abs(v) > self.limits.max_literal:
+                raise self.fail(f"numeric literal larger than {self.limits.max_literal:g}", node)
+            return sympy.Integer(v)
+        if not math.isfinite(v) or abs(v) > self.limits.max_literal:
+            raise self.fail(f"numeric literal must be finite and at most {self.limits.max_literal:g}", node)
+        return sympy.Integer(int(v)) if v == int(v) else sympy.Float(repr(v))
+
+    def name(self, node: ast.Name) -> sympy.Expr:
+        n = node.id
+        if n == "x":
+            return X
+        if n in self.params:
+            self.used.add(n)
+            return _param_symbol(n)
+        if n in CONSTANTS:
+            return CONSTANTS[n]
+        if n in PRIMITIVES or n in primitive_names():
+            raise self.fail(f"primitive {n!r} must be called, e.g. {n}(x)", node)
+        raise self.fail(f"unknown name {n!r}: use x, pi, E, a primitive call, or declare a parameter "
+                        f"(--param {n}=VALUE)", node)
+
+    def binop(self, node: ast.BinOp, depth: int) -> sympy.Expr:
+        ops = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
+        if type(node.op) not in ops:
+            raise self.fail(f"operator {type(node.op).__name__} is not allowed (use + - * / **)", node)
+        left = self.build(node.left, depth + 1)
+        right = self.build(node.right, depth + 1)
+        if isinstance(node.op, ast.Pow):
+            # Check before sympy sees it: 9**9**9**9 must be refused, never computed.
+            if right.is_number:
+                if not right.is_real or abs(float(right)) > self.limits.max_exponent:
+                    raise self.fail(f"exponent must be a real constant of magnitude at most "
+                                    f"{self.limits.max_exponent:g}", node)
+                if left.is_number and left.is_real and abs(float(left)) > 1e100:
+                    raise self.fail("constant power too large", node)
+            return left ** right
+        return {ast.Add: lambda: left + right, ast.Sub: lambda: left - right,
+                ast.Mult: lambda: left * right, ast.Div: lambda: left / right}[type(node.op)]()
+
+    def call(self, node: ast.Call, depth: int) -> sympy.Expr:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("only calls of primitives by name are allowed", node.func)
+        fname = node.func.id
+        try:
+            prim = get_primitive(fname)
+        except KeyError:
+            raise self.fail(f"unknown function {fname!r} (see `actsearch primitives` for the list)",
+                            node.func) from None
+        if node.keywords:
+            raise self.fail(f"keyword arguments are not allowed in {fname}()", node.keywords[0].value)
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                raise self.fail("starred argument is not allowed in a formula", a)
+        n = len(node.args)
+        lo, hi = prim.min_args, prim.max_args
+        if n < lo or (hi is not None and n > hi):
+            if hi is None:
+                want = f"at least {lo}"
+            elif lo == hi:
+                want = f"exactly {lo}"
+            else:
+                want = f"{lo} to {hi} (inputs, then {', '.join(p for p, _ in prim.params)})"
+            raise self.fail(f"{fname}() takes {want} argument{'s' if want != 'exactly 1' else ''}, got {n}", node)
+        args = [self.build(a, depth + 1) for a in node.args]
+        return prim(*args)
+
+
+def _node_count(tree: ast.AST) -> int:
+    return sum(1 for _ in ast.walk(tree))
+
+
+def _check_result(expr: sympy.Expr, text: str) -> None:
+    bad = {sympy.zoo: "division by zero", sympy.nan: "an undefined value (nan)",
+           sympy.oo: "an infinite constant", sympy.I: "a complex number"}
+    for atom, why in bad.items():
+        if expr.has(atom) or (atom is sympy.oo and expr.has(-sympy.oo)):
+            raise FormulaError(f"formula contains {why}", text)
+    if expr.is_number and not expr.free_symbols:
+        pass  # a constant formula is valid here; screening rejects it with a named reason
+
+
+def parse_formula(text: str, params: Optional[Mapping[str, float]] = None,
+                  limits: Limits = DEFAULT_LIMITS) -> "Candidate":
+    """Parse user text into a Candidate.  Raises FormulaError for anything not in the whitelist."""
+    if not isinstance(text, str):
+        raise FormulaError(f"formula must be a string, got {type(text).__name__}")
+    if len(text) > limits.max_length:
+        raise FormulaError(f"formula is {len(text)} characters long; the limit is {limits.max_length}")
+    params = dict(params or {})
+    if len(params) > limits.max_params:
+        raise FormulaError(f"{len(params)} parameters declared; the limit is {limits.max_params}")
+    for name, value in params.items():
+        validate_param_name(name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise FormulaError(f"parameter {name!r} needs a finite numeric value, got {value!r}")
+    stripped = text.strip()
+    if not stripped:
+        raise FormulaError("formula is empty")
+    if "\n" in stripped or "\r" in stripped:
+        raise FormulaError("formula must be a single line", text, stripped.find("\n"), "\\n")
+    try:
+        tree = ast.parse(stripped, mode="eval")
+    except SyntaxError as exc:
+        col = (exc.offset or 1) - 1
+        tok = stripped[col:col + 10] if 0 <= col < len(stripped) else None
+        raise FormulaError(f"syntax error: {exc.msg}", stripped, col, tok) from None
+    except (RecursionError, MemoryError, ValueError) as exc:
+        raise FormulaError(f"formula cannot be parsed ({type(exc).__name__})", stripped) from None
+    if _node_count(tree) > limits.max_nodes:
+        raise FormulaError(f"formula has more than {limits.max_nodes} syntax nodes", stripped)
+    builder = _Builder(stripped, params, limits)
+    try:
+        expr = builder.build(tree.body)
+    except FormulaError:
+        raise
+    except (RecursionError, MemoryError, OverflowError, ValueError, TypeError, ZeroDivisionError) as exc:
+        raise FormulaError(f"formula cannot be built ({type(exc).__name__}: {str(exc)[:80]})", stripped) from None
+    _check_result(expr, stripped)
+    used = {n: float(params[n]) for n in sorted(builder.used) if _param_symbol(n) in expr.free_symbols}
+    return Candidate.from_expr(expr, used, source=stripped)
+
+
+# ---- printing --------------------------------------------------------------------------------------
+class FormulaPrinter(StrPrinter):
+    """Prints sympy in the formula language, so parse_formula(format_formula(c)) is the same function."""
+
+    _names = {"Max": "max", "Min": "min", "Abs": "abs", "Heaviside": "heaviside"}
+
+    def _print_Function(self, expr):
+        name = self._names.get(type(expr).__name__, type(expr).__name__)
+        return f"{name}({', '.join(self._print(a) for a in expr.args)})"
+
+    _print_Max = _print_Min = _print_Abs = _print_Function
+
+    def _print_Heaviside(self, expr):
+        return f"heaviside({self._print(expr.args[0])})"
+
+    def _print_Exp1(self, expr):
+        return "E"
+
+    def _print_Pi(self, expr):
+        return "pi"
+
+    def _print_Float(self, expr):
+        return repr(float(expr))
+
+    def _print_Piecewise(self, expr):
+        raise FormulaError("piecewise expressions have no formula spelling")
+
+
+def format_formula(obj) -> str:
+    """Print a Candidate or sympy expression in the formula language (round-trips through parse_formula)."""
+    expr = obj.expr if isinstance(obj, Candidate) else obj
+    return FormulaPrinter({"order": "none"}).doprint(expr)
+
+
+# ---- the candidate -------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """One point of the search space: an expression in `x` (scalar or (N, C, ...) tensor) with named
+    learnable parameters and their initial values.
+
+    `expr` is the canonical exact form; the protected form that is evaluated and compiled is
+    `safe_expr`.  Identity (`id`) comes from the numeric fingerprint of the safe form, so
+    `x*sigmoid(x)`, `x/(1+exp(-x))` and `silu(x)` are one candidate.
+    """
+
+    expr: sympy.Expr
+    params: Mapping[str, float] = field(default_factory=dict)
+    source: Optional[str] = None
+
+    @classmethod
+    def from_expr(cls, expr: sympy.Expr, params: Optional[Mapping[str, float]] = None,
+                  source: Optional[str] = None) -> "Candidate":
+        from actsearch.identity import canonicalize
+
+        return cls(canonicalize(expr), dict(params or {}), source)
+
+    @property
+    def param_symbols(self) -> dict[str, sympy.Symbol]:
+        return {n: _param_symbol(n) for n in self.params}
+
+    @cached_property
+    def is_tensor_op(self) -> bool:
+        """True for normalization-activation candidates (contain moment ops over tensor axes)."""
+        return any(self.expr.has(f) for f in MOMENT_FUNCTIONS.values())
+
+    @cached_property
+    def safe_expr(self) -> sympy.Expr:
+        from actsearch.primitives import protect
+
+        return protect(self.expr)
+
+    @cached_property
+    def derivative(self) -> sympy.Expr:
+        """Exact df/dx (for display and export)."""
+        return sympy.diff(self.expr, X)
+
+    @cached_property
+    def safe_derivative(self) -> sympy.Expr:
+        """df/dx of the protected form, itself protected (d/dx sqrt(|x|) has |x|**(-1/2) at 0).
+        This is what screening evaluates and what a backward kernel computes."""
+        from actsearch.primitives import protect
+
+        return protect(sympy.diff(self.safe_expr, X))
+
+    @cached_property
+    def fingerprint(self):
+        from actsearch.identity import fingerprint
+
+        return fingerprint(self)
+
+    @cached_property
+    def id(self) -> str:
+        from actsearch.identity import candidate_id
+
+        return candidate_id(self.fingerprint)
+
+    @property
+    def formula(self) -> str:
+        return format_formula(self.expr)
+
+    def __eq__(self, other):
+        return isinstance(other, Candidate) and self.id == other.id
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def __repr__(self):
+        ps = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
+        return f"Candidate({self.formula!r}{', ' + ps if ps else ''}, id={self.id})"

@@ -1,0 +1,157 @@
+"""Canonical form, numeric fingerprint and candidate id.
+
+Identity is numeric, not symbolic: deciding symbolic equality is undecidable in general and sympy's
+`simplify` can take seconds.  The canonical *form* is sympy's automatic normal form plus a few cheap
+rewrites (sigmoid, softplus, sinc recognised in their exp/sin spellings) and a time-bounded tidy-up; it
+is for display.  The *id* hashes the function's values on a fixed probe set (see PROBES), evaluated on
+the protected form that training uses, at the initial parameters and at two perturbed parameter
+settings, so a candidate with a learnable β is never merged with its β=1 instance.
+"""
+from __future__ import annotations
+
+import hashlib
+import signal
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+import sympy
+from sympy import exp, sin
+
+from actsearch.numeric import evaluate
+from actsearch.primitives import sigmoid, sinc, softplus
+
+# ---- probe sets -----------------------------------------------------------------------------------
+PROBE_SEED = 20240517
+_rng = np.random.default_rng(PROBE_SEED)
+PROBE_NORMAL = np.clip(_rng.standard_normal(1000), -5.0, 5.0)   # where pre-activations live
+PROBE_GRID = np.linspace(-10.0, 10.0, 201)                       # behaviour away from 0, incl. x = 0
+PROBES = np.concatenate([PROBE_NORMAL, PROBE_GRID])
+# (N, C, L) probe for normalization-activation candidates: per-channel offsets and scales so that
+# batch, instance, group and layer moments all differ.
+PROBE_TENSOR = (np.random.default_rng(PROBE_SEED + 1).standard_normal((8, 8, 16))
+                * np.linspace(0.5, 2.0, 8)[None, :, None] + np.linspace(-1.0, 1.0, 8)[None, :, None])
+
+FINGERPRINT_BITS = 20  # mantissa bits kept (relative rounding ~1e-6)
+# Parameter settings for the fingerprint: initial, then two perturbations (p -> a*p + b).
+_PERTURB = ((1.0, 0.0), (1.37, 0.23), (0.71, -0.17))
+
+
+def probe_input(candidate) -> np.ndarray:
+    return PROBE_TENSOR if candidate.is_tensor_op else PROBES
+
+
+def param_settings(params):
+    names = sorted(params)
+    out = []
+    for k, (a, b) in enumerate(_PERTURB):
+        if k and not names:
+            break
+        out.append({n: a * params[n] + b * (1 + i) for i, n in enumerate(names)})
+    return out
+
+
+def fingerprint(candidate) -> np.ndarray:
+    """Rounded values of the candidate's safe form on the probe input, one row per parameter setting."""
+    x = probe_input(candidate)
+    rows = [evaluate(candidate.safe_expr, x, p).ravel() for p in param_settings(candidate.params)]
+    return quantize(np.stack(rows))
+
+
+def quantize(values: np.ndarray, bits: int = FINGERPRINT_BITS) -> np.ndarray:
+    v = np.array(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    m, e = np.frexp(np.where(finite, v, 0.0))
+    q = np.ldexp(np.round(m * (1 << bits)) / (1 << bits), e)
+    q[np.abs(q) < 1e-12] = 0.0  # -0.0 and float noise around zero
+    # Keep nan / +inf / -inf distinguishable in the hash.
+    return np.where(finite, q, v)
+
+
+def candidate_id(fp: np.ndarray) -> str:
+    data = np.ascontiguousarray(fp, dtype=np.float64)
+    h = hashlib.blake2b(data.tobytes() + str(data.shape).encode(), digest_size=8).hexdigest()
+    return "act_" + h
+
+
+# ---- canonical form ------------------------------------------------------------------------------
+def _named(node: sympy.Expr) -> sympy.Expr:
+    """One node: recognise sigmoid, softplus and sinc in their elementary spellings."""
+    if isinstance(node, sympy.Pow) and node.exp == -1:            # 1/(1 + exp(a)) -> sigmoid(-a)
+        a = _one_plus_exp(node.base)
+        if a is not None:
+            return sigmoid(-a)
+    elif isinstance(node, sympy.log):                             # log(1 + exp(a)) -> softplus(a)
+        a = _one_plus_exp(node.args[0])
+        if a is not None:
+            return softplus(a)
+    elif type(node) is sympy.sinc:                                # sympy's sinc -> ours (finite f' at 0)
+        return sinc(node.args[0])
+    elif isinstance(node, sympy.Mul):                             # sin(a) * a**-1 -> sinc(a)
+        args = list(node.args)
+        for s_ in args:
+            if isinstance(s_, sin):
+                inv = s_.args[0] ** -1
+                if inv in args:
+                    rest = [t for t in args if t is not s_ and t != inv]
+                    return sympy.Mul(sinc(s_.args[0]), *rest)
+    return node
+
+
+def _one_plus_exp(e):
+    if isinstance(e, sympy.Add) and len(e.args) == 2 and e.args[0] == 1 and isinstance(e.args[1], exp):
+        return e.args[1].args[0]
+    return None
+
+
+def _rewrite_named(expr: sympy.Expr) -> sympy.Expr:
+    if not expr.args:
+        return expr
+    new = tuple(_rewrite_named(a) for a in expr.args)
+    node = expr if new == expr.args else expr.func(*new, evaluate=False) if isinstance(expr, (sympy.Max, sympy.Min)) else expr.func(*new)
+    return _named(node)
+
+
+class _Timeout(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Hard time bound via SIGALRM in the main thread; elsewhere a no-op (callers also keep steps cheap)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Timeout()
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+CANONICAL_TIME_LIMIT = 0.05   # seconds, hard bound of the optional tidy-up
+TIDY_MAX_OPS = 12             # only small expressions are worth (and cheap enough) tidying
+
+
+def canonicalize(expr: sympy.Expr, time_limit_s: float = CANONICAL_TIME_LIMIT) -> sympy.Expr:
+    """Canonical exact form: sympy's automatic normal form, named-function rewrites (a linear tree walk),
+    then `factor_terms` on small expressions under a hard time bound, kept only if it makes the
+    expression smaller.  Never calls `simplify` (seconds on some inputs)."""
+    expr = _rewrite_named(expr)
+    if time_limit_s <= 0:
+        return expr
+    ops = sympy.count_ops(expr)
+    if ops > TIDY_MAX_OPS or not isinstance(expr, (sympy.Add, sympy.Mul)):
+        return expr
+    try:
+        with time_limit(time_limit_s):
+            tidy = _rewrite_named(sympy.factor_terms(expr))
+    except _Timeout:
+        return expr
+    return tidy if sympy.count_ops(tidy) < ops else expr

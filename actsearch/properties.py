@@ -1,0 +1,112 @@
+"""Shape properties of a scalar activation, estimated numerically (documented heuristics).
+
+- monotonic: sign of f' on a dense grid of [-10, 10] (4001 points), tolerance 1e-9.
+- non_monotone_regions: maximal intervals of that grid where f' opposes its dominant sign.
+- bounded_above / bounded_below: f is evaluated on tails ±10^k, k = 1..8 (step 0.5).  Bounded if every
+  tail value stays within the range seen on [-10, 10] (covers oscillating functions), or if the tail
+  keeps converging (successive decade differences shrink by 4x or more, e.g. softsign, sigmoid).
+  Unbounded if a tail value is infinite or the differences do not shrink (x, log|x|, x·sigmoid(x)).
+- smooth: no non-smooth head (abs, max, min, heaviside, sign, piecewise) in the protected form.
+- zero_centred: |mean f(z)| <= 0.1·std f(z) for the 1000 N(0,1) probes (the output statistic that
+  matters for the next layer); mean and std are reported too.
+- parity: "odd" / "even" / "none" on the grid.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from actsearch.formula import Candidate
+from actsearch.identity import PROBE_NORMAL
+from actsearch.numeric import evaluate
+
+GRID = np.linspace(-10.0, 10.0, 4001)
+_TAIL_EXP = np.arange(1.0, 8.01, 0.5)
+NON_SMOOTH = (sympy.Abs, sympy.Max, sympy.Min, sympy.Heaviside, sympy.sign, sympy.Piecewise)
+
+
+def _regions(mask: np.ndarray, x: np.ndarray) -> list[list[float]]:
+    out, start = [], None
+    for i, m in enumerate(mask):
+        if m and start is None:
+            start = i
+        if (not m or i == len(mask) - 1) and start is not None:
+            end = i if m else i - 1
+            out.append([round(float(x[start]), 3), round(float(x[end]), 3)])
+            start = None
+    return out
+
+
+def _bounded(tail: np.ndarray, lo: float, hi: float, upper: bool) -> bool:
+    """tail: values at increasing |x| (one side).  See module docstring."""
+    if not np.all(np.isfinite(tail)):
+        return not np.any(tail == (np.inf if upper else -np.inf)) and not np.any(np.isnan(tail))
+    vals = tail if upper else -tail
+    ref = hi if upper else -lo
+    scale = 1e-6 * (1 + abs(ref))
+    if np.all(vals <= ref + scale):
+        return True
+    d = np.abs(np.diff(tail[::2]))  # differences between whole decades
+    d = d[-4:]
+    if d[-1] <= 1e-9 * (1 + np.max(np.abs(tail))):
+        return True
+    return bool(np.all(d[1:] <= d[:-1] / 4.0))
+
+
+def analyze(candidate: Candidate) -> dict:
+    if candidate.is_tensor_op:
+        return {"kind": "normalization-activation",
+                "note": "scalar shape properties do not apply to tensor-to-tensor candidates"}
+    p = candidate.params
+    f = evaluate(candidate.safe_expr, GRID, p)
+    g = evaluate(candidate.safe_derivative, GRID, p)
+    tol = 1e-9
+    finite = np.isfinite(g)
+    neg, pos = (g < -tol) & finite, (g > tol) & finite
+    if not neg.any() and not pos.any():
+        mono, regions = "constant", []
+    elif not neg.any() and pos.any():
+        mono, regions = "increasing", []
+    elif not pos.any() and neg.any():
+        mono, regions = "decreasing", []
+    else:
+        mono = False
+        regions = _regions(neg if pos.sum() >= neg.sum() else pos, GRID)
+    ff = f[np.isfinite(f)]
+    lo, hi = (float(ff.min()), float(ff.max())) if ff.size else (np.nan, np.nan)
+    right = evaluate(candidate.safe_expr, 10.0 ** _TAIL_EXP, p)
+    left = evaluate(candidate.safe_expr, -(10.0 ** _TAIL_EXP), p)
+    bounded_above = _bounded(right, lo, hi, True) and _bounded(left, lo, hi, True)
+    bounded_below = _bounded(right, lo, hi, False) and _bounded(left, lo, hi, False)
+    z = evaluate(candidate.safe_expr, PROBE_NORMAL, p)
+    if np.all(np.isfinite(z)):
+        mean, std = float(np.mean(z)), float(np.std(z))
+        zero_centred = bool(abs(mean) <= 0.1 * std) if std > 0 else bool(abs(mean) < 1e-12)
+    else:
+        mean = std = float("nan")
+        zero_centred = None
+    f_neg = evaluate(candidate.safe_expr, -GRID, p)
+    both = np.isfinite(f) & np.isfinite(f_neg)
+    if both.any():
+        scale = 1e-9 * (1 + np.max(np.abs(f[both])))
+        odd = bool(np.all(np.abs(f + f_neg)[both] <= scale)) and both.all()
+        even = bool(np.all(np.abs(f - f_neg)[both] <= scale)) and both.all()
+    else:
+        odd = even = False
+    at0 = evaluate(candidate.safe_expr, np.zeros(1), p)[0]
+    d0 = evaluate(candidate.safe_derivative, np.zeros(1), p)[0]
+    return {
+        "kind": "scalar",
+        "monotonic": mono,
+        "non_monotone_regions": regions,
+        "bounded_above": bool(bounded_above),
+        "bounded_below": bool(bounded_below),
+        "smooth": not any(candidate.safe_expr.has(h) for h in NON_SMOOTH),
+        "zero_centred": zero_centred,
+        "mean_output_normal": mean,
+        "std_output_normal": std,
+        "parity": "odd" if odd else "even" if even else "none",
+        "f(0)": float(at0),
+        "f'(0)": float(d0),
+        "range_on_grid": [lo, hi],
+    }

@@ -1,0 +1,1 @@
+"""actsearch.kernels — sympy -> fused kernels, compile cache, benchmarks (issue #3)."""

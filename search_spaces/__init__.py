@@ -1,0 +1,1 @@
+"""actsearch.search_spaces — how candidates are generated and mutated (issue #5)."""
