@@ -209,8 +209,10 @@ def parse_formula(text: str, params: Optional[Mapping[str, float]] = None,
     try:
         tree = ast.parse(stripped, mode="eval")
     except SyntaxError as exc:
-        col = (exc.offset or 1) - 1
-        tok = stripped[col:col + 10] if 0 <= col < len(stripped) else None
+        if not exc.offset:  # CPython reports offset 0 when the input ends too early
+            raise FormulaError("syntax error: formula ends unexpectedly", stripped, len(stripped), "<end>") from None
+        col = min(exc.offset - 1, len(stripped))
+        tok = stripped[col:col + 10] if col < len(stripped) else "<end>"
         raise FormulaError(f"syntax error: {exc.msg}", stripped, col, tok) from None
     except (RecursionError, MemoryError, ValueError) as exc:
         raise FormulaError(f"formula cannot be parsed ({type(exc).__name__})", stripped) from None

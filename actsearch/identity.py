@@ -33,6 +33,10 @@ PROBE_TENSOR = (np.random.default_rng(PROBE_SEED + 1).standard_normal((8, 8, 16)
                 * np.linspace(0.5, 2.0, 8)[None, :, None] + np.linspace(-1.0, 1.0, 8)[None, :, None])
 
 FINGERPRINT_BITS = 20  # mantissa bits kept (relative rounding ~1e-6)
+# Values below this magnitude are rounded absolutely: equivalent spellings can differ by ~1e-15
+# absolute where one of them cancels (1 + erf(-6/sqrt(2)) vs erfc(6/sqrt(2)) ~ 5e-10), which relative
+# rounding alone would split into two ids.
+FINGERPRINT_ATOL = 1e-8
 # Parameter settings for the fingerprint: initial, then two perturbations (p -> a*p + b).
 _PERTURB = ((1.0, 0.0), (1.37, 0.23), (0.71, -0.17))
 
@@ -63,7 +67,9 @@ def quantize(values: np.ndarray, bits: int = FINGERPRINT_BITS) -> np.ndarray:
     finite = np.isfinite(v)
     m, e = np.frexp(np.where(finite, v, 0.0))
     q = np.ldexp(np.round(m * (1 << bits)) / (1 << bits), e)
-    q[np.abs(q) < 1e-12] = 0.0  # -0.0 and float noise around zero
+    small = np.abs(v) < FINGERPRINT_ATOL
+    q[small] = np.round(v[small] / FINGERPRINT_ATOL) * FINGERPRINT_ATOL
+    q[q == 0] = 0.0  # -0.0 -> 0.0
     # Keep nan / +inf / -inf distinguishable in the hash.
     return np.where(finite, q, v)
 

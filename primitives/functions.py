@@ -144,8 +144,9 @@ class bessel_i1e_over_x(_RealFunction):
             return S.Half
 
     def fdiff(self, argindex=1):
+        # Not differentiable at 0 (exp(-|x|) has a kink); use the mean of the one-sided slopes, 0.
         u = self.args[0]
-        return (bessel_i1e(u).fdiff() - bessel_i1e_over_x(u)) / u
+        return Piecewise((S.Zero, sympy.Eq(u, 0)), ((bessel_i1e(u).fdiff() - bessel_i1e_over_x(u)) / u, True))
 
     @staticmethod
     def numpy(x):
