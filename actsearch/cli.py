@@ -129,6 +129,14 @@ def check(
     _print_check(report)
 
 
+def _show(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_show(e) for e in v) + "]"
+    return str(v)
+
+
 def _print_check(r: dict) -> None:
     out.print(f"[bold]{r['canonical']}[/]   [dim]{r['id']}[/]", highlight=False)
     if r["params"]:
@@ -136,7 +144,7 @@ def _print_check(r: dict) -> None:
     out.print(f"f'(x) = {r['derivative']}", highlight=False)
     props = Table(show_header=False, box=None, pad_edge=False)
     for k, v in r["properties"].items():
-        props.add_row(f"  {k}", f"{v:.4g}" if isinstance(v, float) else str(v))
+        props.add_row(f"  {k}", _show(v))
     out.print(props)
     s = r["screening"]
     if s["passed"]:
@@ -150,9 +158,10 @@ def _print_check(r: dict) -> None:
         t.add_column("name")
         t.add_column("distance", justify="right")
         t.add_column("affine", justify="right")
-        t.add_column("reference")
+        t.add_column("authors, year", overflow="ellipsis", no_wrap=True, max_width=40)
         for m in r["nearest"]:
-            t.add_row(m["title"], f"{m['distance']:.4g}", f"{m['affine_distance']:.4g}", f"{m['reference']} ({m['year']})")
+            authors = m["reference"].split(",")[0]
+            t.add_row(m["title"], f"{m['distance']:.4g}", f"{m['affine_distance']:.4g}", f"{authors}, {m['year']}")
         out.print(t)
     out.print(r["verdict"])
     if r.get("plot"):

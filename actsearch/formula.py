@@ -308,11 +308,15 @@ class Candidate:
 
     @cached_property
     def safe_derivative(self) -> sympy.Expr:
-        """df/dx of the protected form, itself protected (d/dx sqrt(|x|) has |x|**(-1/2) at 0).
+        """df/dx of the protected form, itself protected (d/dx sqrt(|x|) has |x|**(-1/2) at 0), with
+        DiracDelta (from steps and signs) set to 0 as in torch's backward of heaviside/sign.
         This is what screening evaluates and what a backward kernel computes."""
         from actsearch.primitives import protect
 
-        return protect(sympy.diff(self.safe_expr, X))
+        d = sympy.diff(self.safe_expr, X)
+        if d.has(sympy.DiracDelta):
+            d = d.replace(lambda e: isinstance(e, sympy.DiracDelta), lambda e: sympy.S.Zero)
+        return protect(d)
 
     @cached_property
     def fingerprint(self):

@@ -15,7 +15,7 @@ from actsearch.screening import ScreeningConfig, screen_candidate
     ("relu(x - 2)", "zero_gradient"),
     ("exp(3*x)", "output_too_large"),
     ("1/x", "gradient_too_large"),
-    ("heaviside(x)", "non_finite_gradient"),
+    ("heaviside(x)", "zero_gradient"),     # torch convention: d/dx step = 0 (DiracDelta dropped)
 ])
 def test_each_failure_has_its_named_reason(text, code):
     r = screen_candidate(parse_formula(text))
@@ -26,7 +26,8 @@ def test_each_failure_has_its_named_reason(text, code):
 
 @pytest.mark.parametrize("text", ["x*sigmoid(x)", "relu(x)", "max(x, tanh(x))", "cos(x) - x", "min(x, sin(x))",
                                   "atan(x)**2 - x", "sinc(x) + x", "x*asinh(x)**2", "sqrt(x)", "log(x**2 + 1)",
-                                  "x**3", "bessel_i1e(x)", "x/group_std(x)"])
+                                  "x**3", "bessel_i1e(x)", "x/group_std(x)",
+                                  "x*heaviside(abs(x) - 0.5)"])  # hardshrink: step derivative is 0, not inf
 def test_healthy_candidates_pass(text):
     r = screen_candidate(parse_formula(text))
     assert r.passed, r.reasons

@@ -1,0 +1,160 @@
+"""The known-activation catalog data: every entry parses, is finite and non-linear, and the entries that
+name a torch.nn.functional counterpart match it numerically."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import sympy
+import torch
+
+from actsearch.catalog_data import CATALOG_ENTRIES, FAMILIES
+from actsearch.formula import X, parse_formula
+from actsearch.numeric import evaluate
+
+REQUIRED_KEYS = {"name", "title", "formula", "params", "reference", "year", "family", "torch"}
+NAMES = [e["name"] for e in CATALOG_ENTRIES]
+BY_NAME = {e["name"]: e for e in CATALOG_ENTRIES}
+TORCH_ENTRIES = [e for e in CATALOG_ENTRIES if e["torch"] is not None]
+
+GRID = np.linspace(-10.0, 10.0, 2001)
+NORMAL = np.random.default_rng(0).standard_normal(4000)
+# Random points (never exactly a kink such as 0 or +-lambda) over the range where torch is compared.
+TORCH_POINTS = np.random.default_rng(1).normal(0.0, 3.0, 4000)
+
+_candidates: dict = {}
+
+
+def candidate(name):
+    if name not in _candidates:
+        e = BY_NAME[name]
+        _candidates[name] = parse_formula(e["formula"], params=e["params"])
+    return _candidates[name]
+
+
+def values(name, xs):
+    c = candidate(name)
+    return evaluate(c.safe_expr, xs, c.params)
+
+
+def parse_torch_spec(spec: str):
+    """'gelu:approximate=tanh,foo=1' -> (torch.nn.functional.gelu, {'approximate': 'tanh', 'foo': 1.0})."""
+    fname, _, rest = spec.partition(":")
+    kwargs = {}
+    for item in filter(None, rest.split(",")):
+        key, _, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        try:
+            val = float(raw)
+        except ValueError:
+            val = raw
+        if key == "weight":  # prelu takes its slope as a tensor
+            val = torch.tensor([val], dtype=torch.float64)
+        kwargs[key] = val
+    return getattr(torch.nn.functional, fname.strip()), kwargs
+
+
+# ---- structure ------------------------------------------------------------------------------------
+def test_size_names_and_keys():
+    assert len(CATALOG_ENTRIES) >= 100
+    assert len(NAMES) == len(set(NAMES)), sorted({n for n in NAMES if NAMES.count(n) > 1})
+    for e in CATALOG_ENTRIES:
+        assert isinstance(e, dict)
+        assert REQUIRED_KEYS <= set(e), (e.get("name"), REQUIRED_KEYS - set(e))
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", e["name"]), e["name"]
+        assert isinstance(e["title"], str) and e["title"]
+        assert isinstance(e["formula"], str) and e["formula"]
+        assert isinstance(e["reference"], str) and len(e["reference"]) > 10, e["name"]
+        assert isinstance(e["year"], int) and 1940 <= e["year"] <= 2026, e["name"]
+        assert e["family"] in FAMILIES, (e["name"], e["family"])
+        assert e["torch"] is None or isinstance(e["torch"], str)
+        assert isinstance(e["params"], dict)
+        for k, v in e["params"].items():
+            assert isinstance(k, str) and isinstance(v, float), (e["name"], k, v)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_entry_parses_and_uses_every_declared_param(name):
+    c = candidate(name)
+    assert set(c.params) == set(BY_NAME[name]["params"]), "a declared parameter is unused (typo?)"
+    assert not c.is_tensor_op
+
+
+def test_required_activations_present():
+    required = {"relu", "leaky_relu", "relu6", "prelu", "rrelu", "elu", "selu", "celu", "gelu", "gelu_tanh",
+                "silu", "swish_beta", "mish", "softplus", "softsign", "sigmoid", "tanh", "hardswish",
+                "hardsigmoid", "hardtanh", "logsigmoid", "tanhshrink", "softshrink", "smelu", "squared_relu",
+                "xsilu", "xgelu", "elish", "hard_elish", "lisht", "serf", "gcu", "phish", "logish", "tanhexp",
+                "smish", "pserf", "isru", "isrlu", "bent_identity", "soft_exponential", "sqnl", "gaussian",
+                "arctan", "soft_clipping", "e_swish", "flatten_t_swish", "pflu", "acon_c", "snake", "siren",
+                "pau_leaky_relu"}
+    assert required <= set(NAMES), sorted(required - set(NAMES))
+    assert sum(e["family"] == "swish_search" for e in CATALOG_ENTRIES) >= 7
+
+
+def test_prelu_default_slope():
+    assert BY_NAME["prelu"]["params"] == {"a": 0.25}
+
+
+# ---- numerics -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_finite_and_nonlinear(name):
+    for xs in (GRID, NORMAL):
+        f = values(name, xs)
+        assert np.all(np.isfinite(f)), f"non-finite at x={xs[~np.isfinite(f)][:5]}"
+    f = values(name, NORMAL)
+    A = np.stack([NORMAL, np.ones_like(NORMAL)], axis=1)
+    coef, *_ = np.linalg.lstsq(A, f, rcond=None)
+    resid = np.sqrt(np.mean((A @ coef - f) ** 2))
+    assert resid > 1e-3 * (1.0 + f.std()), "affine on N(0,1) inputs"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_derivative_finite_and_not_mostly_zero(name):
+    c = candidate(name)
+    d = sympy.diff(c.safe_expr, X)
+    g = evaluate(d, NORMAL, c.params)
+    assert np.all(np.isfinite(g)), f"non-finite derivative at x={NORMAL[~np.isfinite(g)][:5]}"
+    assert np.mean(np.abs(g) > 1e-7) >= 0.3, "zero gradient on most N(0,1) inputs"
+
+
+# ---- torch counterparts ---------------------------------------------------------------------------
+def test_torch_coverage():
+    covered = {e["torch"].partition(":")[0] for e in TORCH_ENTRIES}
+    must = {"relu", "gelu", "silu", "mish", "elu", "selu", "celu", "softplus", "softsign", "sigmoid", "tanh",
+            "hardswish", "hardsigmoid", "logsigmoid", "leaky_relu", "relu6", "hardtanh", "tanhshrink",
+            "softshrink"}
+    assert must <= covered, sorted(must - covered)
+    assert BY_NAME["gelu_tanh"]["torch"] == "gelu:approximate=tanh"
+
+
+def test_torch_spec_parser():
+    fn, kw = parse_torch_spec("gelu:approximate=tanh")
+    assert fn is torch.nn.functional.gelu and kw == {"approximate": "tanh"}
+    fn, kw = parse_torch_spec("leaky_relu:negative_slope=0.2")
+    assert fn is torch.nn.functional.leaky_relu and kw == {"negative_slope": 0.2}
+    fn, kw = parse_torch_spec("relu")
+    assert fn is torch.nn.functional.relu and kw == {}
+
+
+@pytest.mark.parametrize("name", [e["name"] for e in TORCH_ENTRIES])
+def test_matches_torch(name):
+    fn, kwargs = parse_torch_spec(BY_NAME[name]["torch"])
+    ours = values(name, TORCH_POINTS)
+    ref = fn(torch.tensor(TORCH_POINTS, dtype=torch.float64), **kwargs).numpy()
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)
+
+
+# ---- identity -------------------------------------------------------------------------------------
+def test_entries_are_distinct_functions():
+    """No two entries are the same candidate (same values at the defaults and under parameter changes);
+    an alias belongs in the title, not in a second entry."""
+    seen = {}
+    dups = []
+    for name in NAMES:
+        cid = candidate(name).id
+        if cid in seen:
+            dups.append((seen[cid], name))
+        seen[cid] = name
+    assert not dups
