@@ -10,16 +10,19 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Mapping, Optional
 
+import numpy as np
 import sympy
 from sympy.printing.str import StrPrinter
 
 from actsearch.primitives import MOMENT_FUNCTIONS, PRIMITIVES, get_primitive, primitive_names
 
 X = sympy.Symbol("x", real=True)
+_ZERO = np.zeros(1)
 CONSTANTS = {"pi": sympy.pi, "E": sympy.E}
 RESERVED = {"x"} | set(CONSTANTS)
 
@@ -31,9 +34,14 @@ class Limits:
     max_length: int = 2000          # characters, checked before anything else
     max_nodes: int = 400            # AST nodes
     max_depth: int = 40             # AST nesting
-    max_literal: float = 1e6        # |numeric literal|
-    max_exponent: float = 16        # |constant exponent| of **
+    max_constant: float = 1e100     # |value| of every literal and every constant subexpression
+    max_exponent: float = 16        # |constant exponent| of ** and pow(), also after sympy folds them
     max_params: int = 16
+
+    @property
+    def max_literal(self) -> float:
+        # Equal to max_constant so that every constant format_formula prints parses again.
+        return self.max_constant
 
 
 DEFAULT_LIMITS = Limits()
@@ -68,21 +76,53 @@ def validate_param_name(name: str) -> None:
 
 
 class _Builder:
-    def __init__(self, text: str, params: Mapping[str, float], limits: Limits):
-        self.text = text
+    def __init__(self, text: str, params: Mapping[str, float], limits: Limits, lead: int = 0,
+                 original: Optional[str] = None):
+        self.text = text            # the stripped text that ast parsed
+        self.original = original if original is not None else text
+        self.lead = lead            # leading whitespace removed before parsing
         self.params = params
         self.limits = limits
         self.used: set[str] = set()
 
     def fail(self, message: str, node: Optional[ast.AST] = None) -> FormulaError:
         if node is None or not hasattr(node, "col_offset"):
-            return FormulaError(message, self.text)
+            return FormulaError(message, self.original)
         token = ast.get_source_segment(self.text, node) or type(node).__name__
-        return FormulaError(message, self.text, node.col_offset, token)
+        return FormulaError(message, self.original, self.lead + node.col_offset, token)
 
     def build(self, node: ast.AST, depth: int = 0) -> sympy.Expr:
         if depth > self.limits.max_depth:
             raise self.fail(f"formula nested deeper than {self.limits.max_depth} levels", node)
+        expr = self._build(node, depth)
+        if expr.is_number:
+            self.check_constant(expr, node)
+        return expr
+
+    def check_constant(self, expr: sympy.Expr, node: ast.AST) -> None:
+        """Invariant: every constant subexpression is real and of magnitude <= max_constant, and every
+        rational has numerator and denominator within it.  Checked right after each node is built, in
+        float64 by our own evaluator (never mpmath, which can hang on exp(exp(exp(100)))), so sympy
+        only ever folds bounded numbers (<= 100 digits, exponent <= 16): construction stays cheap."""
+        bound = self.limits.max_constant
+        undefined = _undefined_reason(expr)
+        if undefined:
+            raise self.fail(f"formula contains {undefined}", node)
+        if expr.is_Float and expr != 0 and not (1 / bound <= abs(expr) <= bound):
+            # sympy Floats have unbounded exponents; exp(-999.5) folds to 8e-435, which prints as 0.0
+            raise self.fail(f"constant outside the representable range [{1 / bound:g}, {bound:g}]", node)
+        if expr.is_Rational:
+            if abs(expr.p) > bound or expr.q > bound:  # exact int-vs-float comparison
+                raise self.fail(f"constant larger than {bound:g} (or a fraction with such a numerator or "
+                                f"denominator)", node)
+            return
+        value = _constant_value(expr)
+        if math.isnan(value):
+            raise self.fail("constant is not a real number (complex or undefined)", node)
+        if not abs(value) <= bound:
+            raise self.fail(f"constant larger than {bound:g}", node)
+
+    def _build(self, node: ast.AST, depth: int) -> sympy.Expr:
         if isinstance(node, ast.Constant):
             return self.constant(node)
         if isinstance(node, ast.Name):
@@ -134,16 +174,24 @@ class _Builder:
         left = self.build(node.left, depth + 1)
         right = self.build(node.right, depth + 1)
         if isinstance(node.op, ast.Pow):
-            # Check before sympy sees it: 9**9**9**9 must be refused, never computed.
-            if right.is_number:
-                if not right.is_real or abs(float(right)) > self.limits.max_exponent:
-                    raise self.fail(f"exponent must be a real constant of magnitude at most "
-                                    f"{self.limits.max_exponent:g}", node)
-                if left.is_number and left.is_real and abs(float(left)) > 1e100:
-                    raise self.fail("constant power too large", node)
-            return left ** right
+            return self.power(left, right, node)
         return {ast.Add: lambda: left + right, ast.Sub: lambda: left - right,
                 ast.Mult: lambda: left * right, ast.Div: lambda: left / right}[type(node.op)]()
+
+    def power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.AST) -> sympy.Expr:
+        """base**exponent for `**` and pow(): the exponent bound is checked before sympy folds anything
+        (9**9**9**9 is refused, never computed), and again on what sympy made of it ((x**16)**16 folds
+        to x**256)."""
+        self.check_exponent(exponent, node)
+        out = base ** exponent
+        for p in (out.atoms(sympy.Pow) if out.has(sympy.Pow) else ()):
+            self.check_exponent(p.exp, node)
+        return out
+
+    def check_exponent(self, exponent: sympy.Expr, node: ast.AST) -> None:
+        if exponent.is_number and not abs(_constant_value(exponent)) <= self.limits.max_exponent:
+            raise self.fail(f"exponent must be a real constant of magnitude at most "
+                            f"{self.limits.max_exponent:g}", node)
 
     def call(self, node: ast.Call, depth: int) -> sympy.Expr:
         if not isinstance(node.func, ast.Name):
@@ -170,21 +218,75 @@ class _Builder:
                 want = f"{lo} to {hi} (inputs, then {', '.join(p for p, _ in prim.params)})"
             raise self.fail(f"{fname}() takes {want} argument{'s' if want != 'exactly 1' else ''}, got {n}", node)
         args = [self.build(a, depth + 1) for a in node.args]
-        return prim(*args)
+        if prim.name == "pow":
+            return self.power(args[0], args[1], node)
+        if prim.kind == "moment" and not args[0].has(X):
+            raise self.fail(f"{fname}() reduces a tensor over its axes; its argument must depend on x", node)
+        out = prim(*args)
+        if out.has(sympy.Pow):  # macros can fold powers too (square(x**16))
+            for p in out.atoms(sympy.Pow):
+                self.check_exponent(p.exp, node)
+        return out
+
+
+def _constant_value(expr: sympy.Expr) -> float:
+    """float64 value of a constant expression by the tree-walking evaluator: inf/nan instead of hangs."""
+    from actsearch.numeric import EvaluationError, evaluate
+
+    if expr.is_Integer or expr.is_Float or expr.is_Rational:
+        try:
+            return float(expr)
+        except OverflowError:
+            return math.inf
+    try:
+        return float(evaluate(expr, _ZERO)[0])
+    except (EvaluationError, OverflowError, TypeError, ValueError):
+        return math.nan
 
 
 def _node_count(tree: ast.AST) -> int:
     return sum(1 for _ in ast.walk(tree))
 
 
-def _check_result(expr: sympy.Expr, text: str) -> None:
-    bad = {sympy.zoo: "division by zero", sympy.nan: "an undefined value (nan)",
-           sympy.oo: "an infinite constant", sympy.I: "a complex number"}
-    for atom, why in bad.items():
+_UNDEFINED = {sympy.zoo: "division by zero", sympy.nan: "an undefined value (nan)",
+              sympy.oo: "an infinite constant", sympy.I: "a complex number"}
+
+
+def _undefined_reason(expr: sympy.Expr) -> Optional[str]:
+    for atom, why in _UNDEFINED.items():
         if expr.has(atom) or (atom is sympy.oo and expr.has(-sympy.oo)):
-            raise FormulaError(f"formula contains {why}", text)
-    if expr.is_number and not expr.free_symbols:
-        pass  # a constant formula is valid here; screening rejects it with a named reason
+            return why
+    return None
+
+
+def _check_result(expr: sympy.Expr, text: str) -> None:
+    """Whole-expression check (sympy can produce zoo/I when combining non-constant parts)."""
+    why = _undefined_reason(expr)
+    if why:
+        raise FormulaError(f"formula contains {why}", text)
+
+
+def _validate_params(params, limits: Limits) -> dict[str, float]:
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise FormulaError(f"params must be a mapping of name to value, got {type(params).__name__}")
+    if len(params) > limits.max_params:
+        raise FormulaError(f"{len(params)} parameters declared; the limit is {limits.max_params}")
+    out = {}
+    for name, value in params.items():
+        if not isinstance(name, str):
+            raise FormulaError(f"parameter names must be strings, got {name!r}")
+        validate_param_name(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FormulaError(f"parameter {name!r} needs a finite numeric value, got {value!r}")
+        if isinstance(value, int) and abs(value) > limits.max_constant:
+            raise FormulaError(f"parameter {name!r} must be a finite number of magnitude at most {limits.max_constant:g}")
+        value = float(value)
+        if not math.isfinite(value) or abs(value) > limits.max_constant:
+            raise FormulaError(f"parameter {name!r} must be a finite number of magnitude at most {limits.max_constant:g}")
+        out[name] = value
+    return out
 
 
 def parse_formula(text: str, params: Optional[Mapping[str, float]] = None,
@@ -194,38 +296,39 @@ def parse_formula(text: str, params: Optional[Mapping[str, float]] = None,
         raise FormulaError(f"formula must be a string, got {type(text).__name__}")
     if len(text) > limits.max_length:
         raise FormulaError(f"formula is {len(text)} characters long; the limit is {limits.max_length}")
-    params = dict(params or {})
-    if len(params) > limits.max_params:
-        raise FormulaError(f"{len(params)} parameters declared; the limit is {limits.max_params}")
-    for name, value in params.items():
-        validate_param_name(name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise FormulaError(f"parameter {name!r} needs a finite numeric value, got {value!r}")
+    params = _validate_params(params, limits)
+    # ASCII only: Python NFKC-normalizes identifiers, so lookalikes ('ｘ', '𝑥') would silently mean x,
+    # and ast column offsets are UTF-8 byte offsets.
+    for i, ch in enumerate(text):
+        if not (" " <= ch <= "~" or ch == "\t"):
+            what = "line break" if ch in "\r\n" else "non-ASCII or control character"
+            raise FormulaError(f"{what} {ch!r} is not allowed (a formula is a single line of ASCII)", text, i, ch)
     stripped = text.strip()
     if not stripped:
         raise FormulaError("formula is empty")
-    if "\n" in stripped or "\r" in stripped:
-        raise FormulaError("formula must be a single line", text, stripped.find("\n"), "\\n")
+    lead = len(text) - len(text.lstrip())  # columns are reported in the original text
     try:
-        tree = ast.parse(stripped, mode="eval")
+        with warnings.catch_warnings():  # SyntaxWarning/DeprecationWarning for odd literals stay inside
+            warnings.simplefilter("ignore")
+            tree = ast.parse(stripped, mode="eval")
     except SyntaxError as exc:
         if not exc.offset:  # CPython reports offset 0 when the input ends too early
-            raise FormulaError("syntax error: formula ends unexpectedly", stripped, len(stripped), "<end>") from None
+            raise FormulaError("syntax error: formula ends unexpectedly", text, lead + len(stripped), "<end>") from None
         col = min(exc.offset - 1, len(stripped))
         tok = stripped[col:col + 10] if col < len(stripped) else "<end>"
-        raise FormulaError(f"syntax error: {exc.msg}", stripped, col, tok) from None
+        raise FormulaError(f"syntax error: {exc.msg}", text, lead + col, tok) from None
     except (RecursionError, MemoryError, ValueError) as exc:
-        raise FormulaError(f"formula cannot be parsed ({type(exc).__name__})", stripped) from None
+        raise FormulaError(f"formula cannot be parsed ({type(exc).__name__})", text) from None
     if _node_count(tree) > limits.max_nodes:
-        raise FormulaError(f"formula has more than {limits.max_nodes} syntax nodes", stripped)
-    builder = _Builder(stripped, params, limits)
+        raise FormulaError(f"formula has more than {limits.max_nodes} syntax nodes", text)
+    builder = _Builder(stripped, params, limits, lead, text)
     try:
         expr = builder.build(tree.body)
     except FormulaError:
         raise
     except (RecursionError, MemoryError, OverflowError, ValueError, TypeError, ZeroDivisionError) as exc:
-        raise FormulaError(f"formula cannot be built ({type(exc).__name__}: {str(exc)[:80]})", stripped) from None
-    _check_result(expr, stripped)
+        raise FormulaError(f"formula cannot be built ({type(exc).__name__}: {str(exc)[:80]})", text) from None
+    _check_result(expr, text)
     used = {n: float(params[n]) for n in sorted(builder.used) if _param_symbol(n) in expr.free_symbols}
     return Candidate.from_expr(expr, used, source=stripped)
 

@@ -4,7 +4,7 @@ Identity is numeric, not symbolic: deciding symbolic equality is undecidable in 
 `simplify` can take seconds.  The canonical *form* is sympy's automatic normal form plus a few cheap
 rewrites (sigmoid, softplus, sinc recognised in their exp/sin spellings) and a time-bounded tidy-up; it
 is for display.  The *id* hashes the function's values on a fixed probe set (see PROBES), evaluated on
-the protected form that training uses, at the initial parameters and at two perturbed parameter
+the exact form (undefined points marked), at the initial parameters and at two perturbed parameter
 settings, so a candidate with a learnable β is never merged with its β=1 instance.
 """
 from __future__ import annotations
@@ -56,9 +56,13 @@ def param_settings(params):
 
 
 def fingerprint(candidate) -> np.ndarray:
-    """Rounded values of the candidate's safe form on the probe input, one row per parameter setting."""
+    """Rounded values of the candidate's exact form on the probe input, one row per parameter setting.
+
+    The exact form, not the protected one: where a guard acts depends on how sympy happened to
+    structure the expression (1/(2*(u+eps)) vs 1/(2*u+eps)), and identity must not.  Points where the
+    exact form is undefined (log of a negative, 0/0, overflow) are all recorded as one NaN marker."""
     x = probe_input(candidate)
-    rows = [evaluate(candidate.safe_expr, x, p).ravel() for p in param_settings(candidate.params)]
+    rows = [evaluate(candidate.expr, x, p).ravel() for p in param_settings(candidate.params)]
     return quantize(np.stack(rows))
 
 
@@ -70,8 +74,7 @@ def quantize(values: np.ndarray, bits: int = FINGERPRINT_BITS) -> np.ndarray:
     small = np.abs(v) < FINGERPRINT_ATOL
     q[small] = np.round(v[small] / FINGERPRINT_ATOL) * FINGERPRINT_ATOL
     q[q == 0] = 0.0  # -0.0 -> 0.0
-    # Keep nan / +inf / -inf distinguishable in the hash.
-    return np.where(finite, q, v)
+    return np.where(finite, q, np.nan)  # every undefined point is the same marker
 
 
 def candidate_id(fp: np.ndarray) -> str:
@@ -125,7 +128,8 @@ class _Timeout(Exception):
 @contextmanager
 def time_limit(seconds: float):
     """Hard time bound via SIGALRM in the main thread; elsewhere a no-op (callers also keep steps cheap)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+    if (threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer")
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0):  # never cancel a caller's own timer
         yield
         return
 

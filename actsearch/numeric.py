@@ -69,7 +69,7 @@ def _eval_uncached(node, env, cache):
     if func is sympy.Pow:
         base, ex = node.args
         b = _eval(base, env, cache)
-        if ex.is_Integer:
+        if ex.is_Integer or (ex.is_Float and float(ex).is_integer()):
             e = int(ex)
             if e == -1:
                 return 1.0 / b

@@ -309,7 +309,9 @@ def protect(expr: sympy.Expr, eps: float = EPS) -> sympy.Expr:
             return node if u.is_positive else log(Abs(u) + e)
         if isinstance(node, sympy.Pow):
             base, ex = node.args
-            if ex.is_Integer:
+            # sympy folds (x**1.5)**2 to x**3.0; an integral Float exponent is an integer power
+            # (no guard needed, and x**3.0 must be the same function as x**3).
+            if ex.is_Integer or (ex.is_Float and float(ex).is_integer()):
                 if ex.is_negative and not base.is_nonzero:
                     return (base + e) ** ex
                 return node
