@@ -215,6 +215,47 @@ def primitives(as_json: bool = typer.Option(False, "--json", help="Print a JSON 
     out.print(t)
 
 
+@app.command()
+def export(
+    formula: str = typer.Argument(..., help="Formula in x (a stored RUN_DIR:ID arrives with the search store)."),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Parameter NAME=VALUE (repeatable)."),
+    fmt: str = typer.Option("torch", "--format", "-f", help="torch | triton | sympy | latex"),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
+    name: str = typer.Option("Activation", "--name", help="Class name of the exported nn.Module."),
+    as_json: bool = typer.Option(False, "--json", help="Print {format, name, id, path|source} as JSON."),
+):
+    """Standalone code for FORMULA: torch (imports only torch), triton, sympy or latex."""
+    from actsearch.export import FORMATS, export_candidate
+    from actsearch.screening import screen_candidate
+
+    try:
+        if fmt not in FORMATS:
+            raise CLIError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        cand = load_candidate(formula, param)
+        screening = screen_candidate(cand)
+        if not screening.passed and fmt in ("torch", "triton"):
+            raise CLIError("candidate fails screening, refusing to export kernels: " + "; ".join(screening.reasons))
+        try:
+            text = export_candidate(cand, fmt, name)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+        if output:
+            try:
+                with open(output, "w") as fh:
+                    fh.write(text)
+            except OSError as exc:
+                raise CLIError(f"cannot write {output!r}: {exc.strerror or exc}") from None
+    except CLIError as exc:
+        raise _fail(str(exc))
+    if as_json:
+        _json({"format": fmt, "name": name, "id": cand.id, "canonical": cand.formula,
+               **({"path": output} if output else {"source": text})})
+    elif output:
+        err.print(f"wrote {fmt} export of {cand.formula} to {output}", highlight=False)
+    else:
+        sys.stdout.write(text)
+
+
 bench_app = typer.Typer(help="Benchmarks that print measured figures (see benchmarks/).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 

@@ -8,7 +8,9 @@ restricted namespace can be escaped through ``().__class__.__base__.__subclasses
 from __future__ import annotations
 
 import ast
+import keyword
 import math
+import numbers
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -69,8 +71,10 @@ def _param_symbol(name: str) -> sympy.Symbol:
 
 
 def validate_param_name(name: str) -> None:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", name) or name.startswith("__"):
-        raise FormulaError(f"invalid parameter name {name!r} (use a short identifier such as beta)")
+    if (not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", name) or name.startswith("__")
+            or keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in ("True", "False", "None")):
+        shown = name if len(name) <= 40 else name[:37] + "..."
+        raise FormulaError(f"invalid parameter name {shown!r} (use a short identifier such as beta)")
     if name in RESERVED or name in PRIMITIVES or name in primitive_names():
         raise FormulaError(f"parameter name {name!r} is reserved (it names the input, a constant or a primitive)")
 
@@ -151,7 +155,8 @@ class _Builder:
             return sympy.Integer(v)
         if not math.isfinite(v) or abs(v) > self.limits.max_literal:
             raise self.fail(f"numeric literal must be finite and at most {self.limits.max_literal:g}", node)
-        return sympy.Integer(int(v)) if v == int(v) else sympy.Float(repr(v))
+        # Floats stay Floats even when integral: 1.0**(beta*x) must not collapse to 1 on reparse.
+        return sympy.Float(repr(v))
 
     def name(self, node: ast.Name) -> sympy.Expr:
         n = node.id
@@ -164,8 +169,9 @@ class _Builder:
             return CONSTANTS[n]
         if n in PRIMITIVES or n in primitive_names():
             raise self.fail(f"primitive {n!r} must be called, e.g. {n}(x)", node)
-        raise self.fail(f"unknown name {n!r}: use x, pi, E, a primitive call, or declare a parameter "
-                        f"(--param {n}=VALUE)", node)
+        shown = n if len(n) <= 40 else n[:37] + "..."
+        raise self.fail(f"unknown name {shown!r}: use x, pi, E, a primitive call, or declare a parameter "
+                        f"(--param {shown}=VALUE)", node)
 
     def binop(self, node: ast.BinOp, depth: int) -> sympy.Expr:
         ops = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
@@ -200,7 +206,8 @@ class _Builder:
         try:
             prim = get_primitive(fname)
         except KeyError:
-            raise self.fail(f"unknown function {fname!r} (see `actsearch primitives` for the list)",
+            shown = fname if len(fname) <= 40 else fname[:37] + "..."
+            raise self.fail(f"unknown function {shown!r} (see `actsearch primitives` for the list)",
                             node.func) from None
         if node.keywords:
             raise self.fail(f"keyword arguments are not allowed in {fname}()", node.keywords[0].value)
@@ -278,9 +285,9 @@ def _validate_params(params, limits: Limits) -> dict[str, float]:
         if not isinstance(name, str):
             raise FormulaError(f"parameter names must be strings, got {name!r}")
         validate_param_name(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise FormulaError(f"parameter {name!r} needs a finite numeric value, got {value!r}")
-        if isinstance(value, int) and abs(value) > limits.max_constant:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numbers.Real: numpy scalars too
+            raise FormulaError(f"parameter {name!r} needs a finite numeric value, got {value!r}"[:200])
+        if isinstance(value, numbers.Integral) and abs(int(value)) > limits.max_constant:
             raise FormulaError(f"parameter {name!r} must be a finite number of magnitude at most {limits.max_constant:g}")
         value = float(value)
         if not math.isfinite(value) or abs(value) > limits.max_constant:
@@ -329,8 +336,22 @@ def parse_formula(text: str, params: Optional[Mapping[str, float]] = None,
     except (RecursionError, MemoryError, OverflowError, ValueError, TypeError, ZeroDivisionError) as exc:
         raise FormulaError(f"formula cannot be built ({type(exc).__name__}: {str(exc)[:80]})", text) from None
     _check_result(expr, text)
-    used = {n: float(params[n]) for n in sorted(builder.used) if _param_symbol(n) in expr.free_symbols}
+    _check_folded_constants(expr, text, limits)
+    used = {n: float(params[n]) for n in sorted(builder.used)}
     return Candidate.from_expr(expr, used, source=stripped)
+
+
+def _check_folded_constants(expr: sympy.Expr, text: str, limits: Limits) -> None:
+    """sympy folds coefficients while combining non-constant terms (2*(x + 1e100) -> 2*x + 2e100), which
+    the per-node check cannot see; every number of the final expression must print as a valid literal."""
+    bound = limits.max_constant
+    for n in expr.atoms(sympy.Number):
+        if n.is_Rational:
+            ok = abs(n.p) <= bound and n.q <= bound
+        else:
+            ok = n == 0 or 1 / bound <= abs(n) <= bound
+        if not ok:
+            raise FormulaError(f"formula folds to the constant {float(n):.3g}, outside [{1 / bound:g}, {bound:g}]", text)
 
 
 # ---- printing --------------------------------------------------------------------------------------
@@ -387,7 +408,10 @@ class Candidate:
                   source: Optional[str] = None) -> "Candidate":
         from actsearch.identity import canonicalize
 
-        return cls(canonicalize(expr), dict(params or {}), source)
+        expr = canonicalize(expr)
+        # keep only parameters that survive canonicalization (x*beta - beta*x has none)
+        kept = {n: v for n, v in (params or {}).items() if _param_symbol(n) in expr.free_symbols}
+        return cls(expr, kept, source)
 
     @property
     def param_symbols(self) -> dict[str, sympy.Symbol]:

@@ -14,7 +14,7 @@ import scipy.special as sps
 import sympy
 from sympy.codegen.cfunctions import expm1, log1p
 
-from actsearch.primitives import CUSTOM_FUNCTIONS
+from actsearch.primitives import CUSTOM_FUNCTIONS, EPS, GUARD_EPS
 
 _UNARY = {
     sympy.exp: np.exp, sympy.log: np.log, sympy.sin: np.sin, sympy.cos: np.cos, sympy.tan: np.tan,
@@ -36,7 +36,7 @@ class EvaluationError(ValueError):
 def evaluate(expr: sympy.Expr, x: np.ndarray, params: Mapping[str, float] | None = None) -> np.ndarray:
     """Value of `expr` at input array `x` (any shape), with parameter values by symbol name."""
     x = np.asarray(x, dtype=np.float64)
-    env = {"x": x}
+    env = {"x": x, GUARD_EPS.name: EPS}
     env.update({k: float(v) for k, v in (params or {}).items()})
     cache: dict = {}
     with np.errstate(all="ignore"):

@@ -157,17 +157,46 @@ class bessel_i1e_over_x(_RealFunction):
 class sinc(sympy.sinc):
     """sin(x)/x (sympy's convention, NOT torch.sinc's normalized sin(πx)/(πx)).
 
-    sympy >= 1.13 differentiates sinc to cos(x)/x - sin(x)/x**2, which is 0/0 at x = 0; this subclass
-    keeps the removable singularity explicit so numeric evaluation and generated kernels stay finite.
+    sympy >= 1.13 differentiates sinc to cos(x)/x - sin(x)/x**2: 0/0 at x = 0, and catastrophic
+    cancellation near it (guarding the denominators would make that worse).  The derivative is its
+    own function, dsinc, evaluated by a series near 0.
     """
 
     def fdiff(self, argindex=1):
-        u = self.args[0]
-        return Piecewise((S.Zero, sympy.Eq(u, 0)), (cos(u) / u - sin(u) / u**2, True))
+        return dsinc(self.args[0])
 
     @staticmethod
     def numpy(x):
         return np.sinc(x / np.pi)
+
+
+DSINC_SERIES_BELOW = 0.1  # |u| below which dsinc uses -u/3 + u^3/30 - u^5/840 (error < 1e-10 relative)
+
+
+class dsinc(_RealFunction):
+    """d/du sin(u)/u = (u cos u - sin u)/u**2, with its removable singularity (0 at u = 0)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_zero:
+            return S.Zero
+
+    def fdiff(self, argindex=1):
+        u = self.args[0]  # d/du dsinc = -sinc(u) - 2 dsinc(u)/u, -1/3 at 0
+        return Piecewise((-S.One / 3, sympy.Eq(u, 0)), (-sinc(u) - 2 * dsinc(u) / u, True))
+
+    def _eval_rewrite_as_sin(self, arg, **kwargs):
+        return (arg * cos(arg) - sin(arg)) / arg**2
+
+    @staticmethod
+    def numpy(x):
+        x = np.asarray(x, dtype=float)
+        small = np.abs(x) < DSINC_SERIES_BELOW
+        u = np.where(small, 1.0, x)
+        x2 = x * x
+        return np.where(small, x * (-1.0 / 3 + x2 * (1.0 / 30 - x2 / 840)), (u * np.cos(u) - np.sin(u)) / (u * u))
 
 
 # --- moment functions: tensor operations of normalization-activation layers -------------------------
@@ -242,5 +271,5 @@ for _scope in ("batch", "group", "instance", "layer"):
         MOMENT_FUNCTIONS[_name] = _cls
         globals()[_name] = _cls
 
-CUSTOM_FUNCTIONS = (sigmoid, softplus, bessel_i0e, bessel_i1e, bessel_i1e_over_x, sinc,
+CUSTOM_FUNCTIONS = (sigmoid, softplus, bessel_i0e, bessel_i1e, bessel_i1e_over_x, sinc, dsinc,
                     *MOMENT_FUNCTIONS.values())

@@ -21,6 +21,10 @@ from sympy.codegen.cfunctions import expm1, log1p
 from . import functions as F
 
 EPS = 1e-6  # guard epsilon of protected log/div (float32-safe, the Swish paper uses a small eps too)
+# Guards use this opaque positive symbol instead of the number, so a guard stays recognizable (a number
+# would merge into x + 1 -> x + 1.000001) and protect() is idempotent: differentiating 1/(u + eps)
+# gives (u + eps)**-2, which must not be guarded twice.  Evaluators and printers substitute EPS.
+GUARD_EPS = sympy.Symbol("__guard_eps__", positive=True)
 
 
 @dataclass(frozen=True)
@@ -294,14 +298,15 @@ def vocabulary(name: str) -> list[Primitive]:
 
 
 # ---- guards: exact form -> the protected form that is evaluated and compiled ------------------------
-def protect(expr: sympy.Expr, eps: float = EPS) -> sympy.Expr:
+def protect(expr: sympy.Expr) -> sympy.Expr:
     """Apply the safe-domain guards wherever sympy cannot prove the unguarded form is safe.
 
     log(u) -> log(|u|+eps) unless u > 0;  u**-n -> (u+eps)**-n unless u != 0 is provable;
-    u**(p/q) -> |u|**(p/q) unless u >= 0;  u**v (symbolic v) -> (|u|+eps)**v.
+    u**(p/q) -> |u|**(p/q) unless u >= 0, and max(|u|, eps)**(-p/q) for negative fractional powers;
+    u**v (symbolic v) -> (|u|+eps)**v.
     Applied bottom-up, so guards compose (`log(sqrt(x))` -> `log(sqrt(|x|)+eps)`).
     """
-    e = sympy.Float(eps)
+    e = GUARD_EPS
 
     def guard(node):
         if isinstance(node, sympy.log):
@@ -312,12 +317,14 @@ def protect(expr: sympy.Expr, eps: float = EPS) -> sympy.Expr:
             # sympy folds (x**1.5)**2 to x**3.0; an integral Float exponent is an integer power
             # (no guard needed, and x**3.0 must be the same function as x**3).
             if ex.is_Integer or (ex.is_Float and float(ex).is_integer()):
-                if ex.is_negative and not base.is_nonzero:
+                if ex.is_negative and not base.is_nonzero and not base.has(e):
                     return (base + e) ** ex
                 return node
             safe_base = base if base.is_nonnegative else Abs(base)
-            if not ex.is_nonnegative and not safe_base.is_positive:
-                safe_base = safe_base + e
+            if not ex.is_nonnegative and not safe_base.is_positive and not safe_base.has(e):
+                # |u|**(-1/2) (from d/dx sqrt): clamp rather than shift, exact wherever |u| >= eps;
+                # a symbolic exponent keeps the paper-style (|u| + eps)**v of the pow primitive.
+                safe_base = Max(safe_base, e) if ex.is_number else safe_base + e
             return node if safe_base is base else safe_base ** ex
         return node
 
@@ -332,5 +339,5 @@ def _bottom_up(expr, fn):
     return fn(node)
 
 
-__all__ = ["Cost", "Primitive", "PRIMITIVES", "EPS", "get_primitive", "primitive_names", "vocabulary",
+__all__ = ["Cost", "Primitive", "PRIMITIVES", "EPS", "GUARD_EPS", "get_primitive", "primitive_names", "vocabulary",
            "protect"]

@@ -157,3 +157,16 @@ def test_candidate_equality_and_hash_follow_identity():
     a, b = parse_formula("silu(x)"), parse_formula("x*sigmoid(x)")
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
     assert isinstance(a, Candidate) and "x*sigmoid(x)" in repr(a)
+
+
+def test_parameter_edge_cases():
+    import numpy as np
+
+    assert parse_formula("x*b", params={"b": np.int64(2)}).params == {"b": 2.0}
+    assert parse_formula("x*b", params={"b": np.float32(0.5)}).params == {"b": 0.5}
+    for bad in ("lambda", "None", "match"):
+        with pytest.raises(FormulaError, match="invalid parameter name"):
+            parse_formula("x", params={bad: 1.0})
+    with pytest.raises(FormulaError) as info:
+        parse_formula("a" * 1990)
+    assert len(str(info.value)) < 300  # long names are shortened, not echoed twice

@@ -8,7 +8,7 @@ import torch
 
 from actsearch.formula import X
 from actsearch.numeric import evaluate
-from actsearch.primitives import EPS, PRIMITIVES, get_primitive, protect, sigmoid, sinc, softplus, vocabulary
+from actsearch.primitives import EPS, GUARD_EPS, PRIMITIVES, get_primitive, protect, sigmoid, sinc, softplus, vocabulary
 from actsearch.primitives import functions as F
 from actsearch.primitives.torch_ops import _group_moment
 
@@ -73,6 +73,7 @@ def _eval_multi(expr, syms, arrays, params):
 
     env = {s.name: np.asarray(a, dtype=float) for s, a in zip(syms, arrays)}
     env.update(params)
+    env[GUARD_EPS.name] = EPS
     with np.errstate(all="ignore"):
         out = _eval(expr, env, {})
     return np.broadcast_to(out, np.broadcast_shapes(*[np.shape(a) for a in arrays] or [()])).astype(float)
@@ -87,7 +88,7 @@ def test_moment_spellings_match_numpy(name):
     np.testing.assert_allclose(got, expect, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("cls", [sigmoid, softplus, F.bessel_i0e, F.bessel_i1e, F.bessel_i1e_over_x, sinc])
+@pytest.mark.parametrize("cls", [sigmoid, softplus, F.bessel_i0e, F.bessel_i1e, F.bessel_i1e_over_x, sinc, F.dsinc])
 def test_custom_derivatives_match_finite_differences(cls):
     x = np.concatenate([np.linspace(-6, 6, 241) + 1e-3, [0.0]])
     d = sympy.diff(cls(X), X)
@@ -102,21 +103,36 @@ def test_sinc_is_unnormalized_everywhere():
     got = _torch_eval(get_primitive("sinc"), [x], [])
     np.testing.assert_allclose(got, [1.0, math.sin(1.0), 0.0, math.sin(2.5) / 2.5], atol=1e-12)
     assert evaluate(sympy.diff(sinc(X), X), np.array([0.0]))[0] == 0.0
+    u = np.array([1e-8, 1e-3, 0.0999, 0.1001, 2.0])  # series/closed-form branches agree with the exact value
+    exact = (u * np.cos(u) - np.sin(u)) / u**2
+    np.testing.assert_allclose(F.dsinc.numpy(u), [-u[0] / 3, *exact[1:]], rtol=1e-9)
 
 
 def test_guards_apply_only_where_needed():
-    e = sympy.Float(EPS)
+    e = GUARD_EPS
     assert protect(sympy.log(X)) == sympy.log(sympy.Abs(X) + e)
     assert protect(sympy.log(1 + sympy.exp(X))) == sympy.log(1 + sympy.exp(X))
     assert protect(1 / X) == 1 / (X + e)
     assert protect(1 / (1 + X**2)) == 1 / (1 + X**2)
     assert protect(sympy.sqrt(X)) == sympy.sqrt(sympy.Abs(X))
     assert protect(sympy.sqrt(X**2 + 1)) == sympy.sqrt(X**2 + 1)
-    assert protect(X ** sympy.Rational(-1, 2)) == (sympy.Abs(X) + e) ** sympy.Rational(-1, 2)
+    # negative fractional powers clamp (exact wherever |x| >= eps)
+    assert protect(X ** sympy.Rational(-1, 2)) == sympy.Max(sympy.Abs(X), e) ** sympy.Rational(-1, 2)
     # guards compose bottom-up
     assert protect(sympy.log(sympy.sqrt(X))).has(sympy.Abs)
     v = evaluate(protect(sympy.log(X) + 1 / X + sympy.sqrt(X)), np.linspace(-3, 3, 61))
     assert np.all(np.isfinite(v))
+
+
+def test_protect_is_idempotent_and_derivatives_are_not_guarded_twice():
+    beta = sympy.Symbol("beta", real=True)
+    for e in [1 / (4 * beta) * X**2, 1 / (X + 1), sympy.log(X), X**beta, sympy.sqrt(X) / (X - 2)]:
+        once = protect(e)
+        assert protect(once) == once
+        d = protect(sympy.diff(once, X))  # a derivative may add singular powers (|x|**-1/2): guarded
+        assert protect(d) == d, e
+    d = sympy.diff(protect(1 / (X + 1)), X)
+    assert protect(d) == d  # (x + 1 + eps)**-2, not (x + 1 + 2 eps)**-2
 
 
 def test_triton_spellings_are_python_expressions_over_tl_and_libdevice():

@@ -1,0 +1,104 @@
+"""Candidate -> Python/torch source of a forward and a symbolic backward.
+
+The generated module defines
+    forward(x, p1, ...)        -> f(x)
+    backward_x(x, grad, p1...) -> grad * f'(x)                       (parameters frozen)
+    backward(x, grad, p1, ...) -> (grad * f'(x), dL/dp1, ...)        (parameter grads reduced to p.shape)
+from the protected expression and its sympy derivatives, with common subexpressions eliminated
+(`sympy.cse`).  Backward recomputes from x and the parameters only, so nothing else is saved for it.
+Normalization-activation candidates (moment ops) have no elementwise derivative; they get a forward
+only and are differentiated by autograd (see fused.py).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import sympy
+
+from actsearch.formula import X, Candidate
+from actsearch.kernels.printers import TorchCodePrinter
+
+GROUP_MOMENT_SOURCE = '''
+def _group_moment(x, stat, groups):
+    n, c = x.shape[:2]
+    g = groups if c % groups == 0 else 1
+    xg = x.reshape(n, g, c // g, *x.shape[2:])
+    dims = list(range(2, xg.dim()))
+    if stat == "mean":
+        out = xg.mean(dim=dims, keepdim=True)
+    else:
+        out = xg.var(dim=dims, keepdim=True, unbiased=False)
+        if stat == "std":
+            out = torch.sqrt(out + 1e-05)
+    return out.expand_as(xg).reshape(x.shape)
+'''
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """Generated source of one candidate, kept for inspection, caching and export."""
+
+    candidate_id: str
+    formula: str
+    params: tuple[str, ...]
+    module: str               # the whole generated module (imports + functions)
+    has_backward: bool        # False for moment (tensor) candidates: autograd differentiates them
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["params"] = list(self.params)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "KernelSource":
+        return cls(d["candidate_id"], d["formula"], tuple(d["params"]), d["module"], bool(d["has_backward"]))
+
+    def namespace(self) -> dict:
+        """Execute the generated module (our own generated code, never user text) and return its names."""
+        import math
+
+        import torch
+
+        ns: dict = {"torch": torch, "math": math, "__name__": f"actsearch_kernel_{self.candidate_id}"}
+        exec(compile(self.module, f"<actsearch kernel {self.candidate_id}>", "exec"), ns)
+        return ns
+
+
+def _assignments(exprs: list[sympy.Expr], printer: TorchCodePrinter, prefix: str) -> tuple[list[str], list[str]]:
+    subs, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols(prefix), optimizations="basic")
+    lines = [f"{s} = {printer.doprint(e)}" for s, e in subs]
+    return lines, [printer.doprint(e) for e in reduced]
+
+
+def _full(expr_src: str, expr: sympy.Expr) -> str:
+    """An expression free of x (a constant derivative) must still have x's shape."""
+    return expr_src if expr.has(X) else f"torch.full_like(x, {expr_src})"
+
+
+def generate_source(candidate: Candidate, groups: int = 32) -> KernelSource:
+    printer = TorchCodePrinter()
+    names = list(candidate.params)
+    sig = ", ".join(["x", *names])
+    f = candidate.safe_expr
+    lines = ["import math", "import torch", ""]
+    if candidate.is_tensor_op:
+        # group moments read `groups`, a layer setting (not part of the formula), passed by keyword
+        lines.append(GROUP_MOMENT_SOURCE)
+        sig += f", groups={int(groups)}"
+    body, (out,) = _assignments([f], printer, "_t")
+    lines += ["", f"def forward({sig}):", *[f"    {b}" for b in body], f"    return {_full(out, f)}", ""]
+    has_backward = not candidate.is_tensor_op
+    if has_backward:
+        dx = candidate.safe_derivative
+        body, (gx,) = _assignments([dx], printer, "_d")
+        lines += [f"def backward_x(x, grad{', ' if names else ''}{', '.join(names)}):",
+                  *[f"    {b}" for b in body], f"    return grad * ({gx})", ""]
+        psyms = [candidate.param_symbols[n] for n in names]
+        dps = [sympy.diff(f, p) for p in psyms]
+        body, outs = _assignments([dx, *dps], printer, "_d")
+        rets = [f"grad * ({outs[0]})"]
+        for n, src, e in zip(names, outs[1:], dps):
+            rets.append(f"(grad * ({_full(src, e)})).sum_to_size({n}.shape)")
+        lines += [f"def backward(x, grad{', ' if names else ''}{', '.join(names)}):",
+                  *[f"    {b}" for b in body], f"    return ({', '.join(rets)},)", ""]
+    return KernelSource(candidate.id, candidate.formula, tuple(names), "\n".join(lines), has_backward)

@@ -1,0 +1,213 @@
+"""Fused activation ops: a custom autograd.Function over generated, torch.compile'd forward/backward.
+
+Only the input and the parameters are saved for backward (backward recomputes f' from x), so an
+activation costs one input-sized tensor of activation memory, not one per intermediate as eager
+autograd does.  Forward and backward are each compiled with `torch.compile(dynamic=True,
+fullgraph=True)` (Inductor: fused C++/OpenMP loops on CPU, Triton on GPU), so new batch sizes do not
+recompile.  A compile failure falls back to the uncompiled generated functions with a recorded
+warning (`kernel.compile_error`) - still correct, just slower.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional
+
+import torch
+from torch import nn
+
+from actsearch.formula import Candidate
+from actsearch.kernels.cache import KernelCache
+from actsearch.kernels.codegen import KernelSource, generate_source
+
+
+@dataclass(frozen=True)
+class CompilePolicy:
+    """When compiling pays.  Defaults come from `actsearch bench kernels` (see README): below
+    `min_numel` elements the compiled call's guard/dispatch overhead exceeds what fusion saves; with
+    fewer than `min_calls` expected calls a cold compile (~1 s) is not repaid."""
+
+    enabled: bool = True
+    min_numel: int = 16384
+    min_calls: int = 200
+
+    def should_compile(self, numel: int, expected_calls: Optional[int] = None) -> bool:
+        if not self.enabled or numel < self.min_numel:
+            return False
+        return expected_calls is None or expected_calls >= self.min_calls
+
+
+class CompiledKernel:
+    """Generated functions of one candidate, compiled lazily on first use."""
+
+    def __init__(self, source: KernelSource, policy: CompilePolicy = CompilePolicy()):
+        self.source = source
+        self.policy = policy
+        ns = source.namespace()
+        self.eager_forward: Callable = ns["forward"]
+        self.eager_backward: Optional[Callable] = ns.get("backward")
+        self.eager_backward_x: Optional[Callable] = ns.get("backward_x")
+        self._compiled: dict[str, Callable] = {}
+        self._lock = threading.Lock()
+        self.compile_error: Optional[str] = None
+        self.compile_seconds: dict[str, float] = {}
+
+    def _get(self, name: str, fn: Callable, use_compiled: bool) -> Callable:
+        if not use_compiled or self.compile_error is not None:
+            return fn
+        c = self._compiled.get(name)
+        if c is None:
+            with self._lock:
+                c = self._compiled.get(name)
+                if c is None:
+                    c = self._compiled[name] = _SafeCompiled(self, name, fn)
+        return c
+
+    def forward(self, x: torch.Tensor, *params, compiled: bool = True, **layer_settings) -> torch.Tensor:
+        # layer_settings: `groups` of group moments (normalization-activation candidates only)
+        return self._get("forward", self.eager_forward, compiled)(x, *params, **layer_settings)
+
+    def backward(self, x, grad, *params, need_params: bool = True, compiled: bool = True):
+        if need_params and params:
+            return self._get("backward", self.eager_backward, compiled)(x, grad, *params)
+        gx = self._get("backward_x", self.eager_backward_x, compiled)(x, grad, *params)
+        return (gx, *([None] * len(params)))
+
+    def _fail(self, name: str, exc: BaseException) -> None:
+        self.compile_error = f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        warnings.warn(f"actsearch: compiling {self.source.formula!r} failed ({self.compile_error}); "
+                      f"using the uncompiled generated kernel", RuntimeWarning, stacklevel=3)
+
+
+class _SafeCompiled:
+    """torch.compile'd function that falls back to the eager one, permanently, if compiling fails."""
+
+    def __init__(self, kernel: CompiledKernel, name: str, fn: Callable):
+        self.kernel, self.name, self.fn = kernel, name, fn
+        self.compiled = torch.compile(fn, dynamic=True, fullgraph=True)
+        self.first = True
+
+    def __call__(self, *args):
+        if self.kernel.compile_error is not None:
+            return self.fn(*args)
+        if not self.first:
+            return self.compiled(*args)
+        t0 = time.perf_counter()
+        try:
+            out = self.compiled(*args)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure must degrade, not crash
+            self.kernel._fail(self.name, exc)
+            return self.fn(*args)
+        self.kernel.compile_seconds[self.name] = time.perf_counter() - t0
+        self.first = False
+        return out
+
+
+_KERNELS: dict[str, CompiledKernel] = {}
+_KERNELS_LOCK = threading.Lock()
+
+
+def get_kernel(candidate: Candidate, cache: Optional[KernelCache] = None,
+               policy: CompilePolicy = CompilePolicy()) -> CompiledKernel:
+    """The process-wide kernel of a candidate: from memory, else from the on-disk cache, else generated."""
+    key = f"{candidate.id}:{policy}"
+    k = _KERNELS.get(key)
+    if k is not None:
+        return k
+    with _KERNELS_LOCK:
+        k = _KERNELS.get(key)
+        if k is None:
+            source = cache.load(candidate.id) if cache is not None else None
+            if source is None:
+                source = generate_source(candidate)
+                if cache is not None:
+                    cache.store(source)
+            k = _KERNELS[key] = CompiledKernel(source, policy)
+    return k
+
+
+class FusedActivation(torch.autograd.Function):
+    """y = f(x; params); saves (x, params) only; backward = generated grad * f'(x) and param grads."""
+
+    @staticmethod
+    def forward(ctx, kernel: CompiledKernel, use_compiled: bool, x: torch.Tensor, *params: torch.Tensor):
+        ctx.kernel, ctx.use_compiled = kernel, use_compiled
+        ctx.save_for_backward(x, *params)
+        return kernel.forward(x, *params, compiled=use_compiled)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, *params = ctx.saved_tensors
+        need_params = any(ctx.needs_input_grad[3:])
+        grads = ctx.kernel.backward(x, grad.contiguous(), *params, need_params=need_params,
+                                    compiled=ctx.use_compiled)
+        return (None, None, *grads)
+
+
+def fused_activation(candidate_or_kernel, x: torch.Tensor, *params: torch.Tensor,
+                     compiled: Optional[bool] = None, groups: Optional[int] = None) -> torch.Tensor:
+    """Apply a candidate's fused op.  `compiled=None` lets the kernel's CompilePolicy decide."""
+    kernel = candidate_or_kernel if isinstance(candidate_or_kernel, CompiledKernel) else get_kernel(candidate_or_kernel)
+    use = kernel.policy.should_compile(x.numel()) if compiled is None else compiled
+    if not kernel.source.has_backward:  # moment ops: autograd differentiates the generated forward
+        return kernel.forward(x, *params, compiled=use, **({"groups": groups} if groups else {}))
+    return FusedActivation.apply(kernel, use, x, *params)
+
+
+class ActivationModule(nn.Module):
+    """Drop-in nn.Module for a candidate.  Parameters are nn.Parameters initialised from the candidate's
+    initial values: scalars by default, or one per channel with `channels=C` (broadcast along
+    `channel_dim`, default 1 as in (N, C, ...) tensors; use -1 for (..., C) transformer features)."""
+
+    def __init__(self, candidate: Candidate, channels: Optional[int] = None, channel_dim: int = 1,
+                 learnable: bool = True, cache: Optional[KernelCache] = None,
+                 policy: CompilePolicy = CompilePolicy(), compiled: Optional[bool] = None,
+                 groups: Optional[int] = None):
+        super().__init__()
+        self.groups = groups  # group count of group moments (normalization-activation candidates)
+        self.candidate = candidate
+        self.channels, self.channel_dim = channels, channel_dim
+        self.kernel = get_kernel(candidate, cache, policy)
+        self.compiled = compiled
+        self.param_names = list(candidate.params)
+        for name, init in candidate.params.items():
+            value = torch.full((channels,) if channels else (), float(init))
+            if learnable:
+                self.register_parameter(name, nn.Parameter(value))
+            else:
+                self.register_buffer(name, value)
+
+    def _params(self, x: torch.Tensor) -> list[torch.Tensor]:
+        ps = [getattr(self, n) for n in self.param_names]
+        if not self.channels:
+            return [p.to(x.dtype) for p in ps]
+        shape = [1] * x.dim()
+        shape[self.channel_dim] = self.channels
+        return [p.to(x.dtype).view(shape) for p in ps]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_activation(self.kernel, x, *self._params(x), compiled=self.compiled, groups=self.groups)
+
+    def extra_repr(self) -> str:
+        extra = f", channels={self.channels}" if self.channels else ""
+        return f"{self.candidate.formula!r}{extra}"
+
+
+DEFAULT_SWAP_TYPES = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.LeakyReLU, nn.Mish,
+                      nn.Softplus, nn.Hardswish, nn.SELU, nn.CELU, nn.ReLU6)
+
+
+def swap_activations(model: nn.Module, factory: Callable[[nn.Module], nn.Module],
+                     types: Iterable[type] = DEFAULT_SWAP_TYPES) -> int:
+    """Replace every submodule of the given types by factory(old_module), in place; returns the count."""
+    types = tuple(types)
+    count = 0
+    for name, child in list(model.named_children()):
+        if isinstance(child, types):
+            setattr(model, name, factory(child))
+            count += 1
+        else:
+            count += swap_activations(child, factory, types)
+    return count

@@ -1,0 +1,329 @@
+"""One printer per target, each built on sympy's own: torch, Triton, LaTeX.
+
+The torch printer extends `sympy.printing.pytorch.TorchPrinter` (which prints Max(1, x) as
+`torch.max(1, x)`, a type error, and knows nothing of sigmoid/softplus/sinc/expm1 ...); the Triton
+printer extends sympy's `PythonCodePrinter`; the LaTeX printer extends `LatexPrinter`.
+
+All printers print the *protected* expression they are given; guards are never added here.
+sympy's sinc is sin(x)/x; torch.sinc is sin(pi x)/(pi x), so sinc prints as torch.sinc(u / pi).
+"""
+from __future__ import annotations
+
+import sympy
+from sympy.codegen.cfunctions import expm1, log1p
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.pycode import PythonCodePrinter
+from sympy.printing.pytorch import TorchPrinter
+
+from actsearch.primitives import EPS, GUARD_EPS
+from actsearch.primitives import functions as F
+
+_MOMENT_AXES = {"batch": "[0] + list(range(2, {v}.dim()))", "instance": "list(range(2, {v}.dim()))",
+                "layer": "list(range(1, {v}.dim()))"}
+
+
+def _float(v) -> str:
+    return repr(float(v))
+
+
+def _constant(printer, expr):
+    """Constant subexpressions print as one float (torch.sqrt(2.0) is a type error; constants are
+    bounded by the parser, so float() is safe)."""
+    if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Atom:
+        return _float(expr.evalf())
+    return None
+
+
+class TorchCodePrinter(TorchPrinter):
+    """sympy -> torch expression source. Every operand is a tensor or a Python float."""
+
+    def _print(self, expr, **kwargs):
+        return _constant(self, expr) or super()._print(expr, **kwargs)
+
+    _default_settings = dict(TorchPrinter._default_settings, strict=True)
+    _fn = {
+        F.sigmoid: "torch.sigmoid", F.softplus: "torch.nn.functional.softplus", F.bessel_i0e: "torch.special.i0e",
+        F.bessel_i1e: "torch.special.i1e", sympy.erfc: "torch.erfc", expm1: "torch.expm1", log1p: "torch.log1p",
+        sympy.erf: "torch.erf", sympy.exp: "torch.exp", sympy.log: "torch.log", sympy.sin: "torch.sin",
+        sympy.cos: "torch.cos", sympy.tan: "torch.tan", sympy.sinh: "torch.sinh", sympy.cosh: "torch.cosh",
+        sympy.tanh: "torch.tanh", sympy.asinh: "torch.asinh", sympy.atan: "torch.atan", sympy.Abs: "torch.abs",
+        sympy.sign: "torch.sign",
+    }
+
+    def _print_Function(self, expr):
+        for cls, name in self._fn.items():
+            if isinstance(expr, cls):
+                return f"{name}({self._print(expr.args[0])})"
+        return super()._print_Function(expr)
+
+    # sympy dispatches on the class MRO; route every unary function through the table above
+    _print_sigmoid = _print_softplus = _print_bessel_i0e = _print_bessel_i1e = _print_Function
+    _print_erfc = _print_expm1 = _print_log1p = _print_erf = _print_exp = _print_log = _print_Function
+    _print_sin = _print_cos = _print_tan = _print_sinh = _print_cosh = _print_tanh = _print_Function
+    _print_asinh = _print_atan = _print_Abs = _print_sign = _print_Function
+
+    def _print_sinc(self, expr):
+        return f"torch.sinc(({self._print(expr.args[0])}) / math.pi)"
+
+    def _print_bessel_i1e_over_x(self, expr):
+        u = self._print(expr.args[0])
+        return f"torch.where({u} == 0, 0.5, torch.special.i1e({u}) / torch.where({u} == 0, 1.0, {u}))"
+
+    def _print_dsinc(self, expr):
+        u = self._print(expr.args[0])
+        small = f"(torch.abs({u}) < {F.DSINC_SERIES_BELOW!r})"
+        safe = f"torch.where({small}, 1.0, {u})"
+        return (f"torch.where({small}, ({u})*(-1.0/3 + ({u})*({u})*(1.0/30 - ({u})*({u})/840)), "
+                f"(({safe})*torch.cos({safe}) - torch.sin({safe}))/(({safe})*({safe})))")
+
+    def _print_Heaviside(self, expr):
+        u = self._print(expr.args[0])
+        h0 = _float(expr.args[1]) if len(expr.args) > 1 else "0.5"
+        return f"torch.where({u} > 0, 1.0, torch.where({u} < 0, 0.0, {h0}))"
+
+    def _minmax(self, expr, fn, clamp):
+        # constants (numbers and the guard epsilon) clamp; torch.maximum needs two tensors
+        numbers = [a for a in expr.args if not (a.free_symbols - {GUARD_EPS})]
+        tensors = [a for a in expr.args if a.free_symbols - {GUARD_EPS}]
+        out = self._print(tensors[0])
+        for a in tensors[1:]:
+            out = f"{fn}({out}, {self._print(a)})"
+        for n in numbers:
+            out = f"{clamp}({out}, {self._print(n)})"
+        return out
+
+    def _print_Max(self, expr):
+        return self._minmax(expr, "torch.maximum", "torch.clamp_min")
+
+    def _print_Min(self, expr):
+        return self._minmax(expr, "torch.minimum", "torch.clamp_max")
+
+    def _print_Pow(self, expr, rational=False):
+        base, ex = expr.args
+        b = self.parenthesize(base, sympy.printing.precedence.PRECEDENCE["Pow"])
+        if ex.is_Integer:
+            e = int(ex)
+            if e == 1:
+                return self._print(base)
+            if e == 2:
+                # parenthesized: the parent printer treats this as a Pow (binds tighter than / )
+                return f"({b}*{b})" if base.is_Symbol else f"torch.square({self._print(base)})"
+            if e == -1:
+                return f"(1.0/{b})"
+            if e < 0:
+                return f"(1.0/{b}**{-e})"
+            return f"{b}**{e}"
+        if ex == sympy.S.Half:
+            return f"torch.sqrt({self._print(base)})"
+        if ex == -sympy.S.Half:
+            return f"torch.rsqrt({self._print(base)})"
+        if ex.is_number:
+            return f"{b}**{_float(ex)}"
+        return f"torch.pow({self._print(base)}, {self._print(ex)})"
+
+    def _print_Piecewise(self, expr):
+        *pieces, (last_val, last_cond) = expr.args
+        if last_cond is not sympy.true:
+            raise ValueError("Piecewise without a default branch cannot be printed")
+        out = self._print(last_val)
+        for val, cond in reversed(pieces):
+            out = f"torch.where({self._print(cond)}, {self._print(val)}, {out})"
+        return out
+
+    def _print_Relational(self, expr):
+        ops = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+        return f"({self._print(expr.lhs)} {ops[expr.rel_op]} {self._print(expr.rhs)})"
+
+    _print_Equality = _print_Unequality = _print_StrictLessThan = _print_LessThan = _print_Relational
+    _print_StrictGreaterThan = _print_GreaterThan = _print_Relational
+
+    def _print_Float(self, expr):
+        return _float(expr)
+
+    def _print_Rational(self, expr):
+        return _float(expr)
+
+    def _print_Integer(self, expr):
+        return _float(expr)
+
+    def _print_NumberSymbol(self, expr):
+        return _float(expr)
+
+    _print_Pi = _print_Exp1 = _print_NumberSymbol
+
+    def _print_Moment(self, expr):
+        v = self._print(expr.args[0])
+        if expr.scope == "group":
+            return f"_group_moment({v}, {expr.stat!r}, groups)"
+        dims = _MOMENT_AXES[expr.scope].format(v=v)
+        if expr.stat == "mean":
+            return f"{v}.mean(dim={dims}, keepdim=True)"
+        var = f"{v}.var(dim={dims}, keepdim=True, unbiased=False)"
+        return var if expr.stat == "var" else f"torch.sqrt({var} + {F.MOMENT_EPS!r})"
+
+    def _print_Symbol(self, expr):
+        return repr(EPS) if expr == GUARD_EPS else expr.name
+
+
+for _cls in F.MOMENT_FUNCTIONS.values():
+    setattr(TorchCodePrinter, f"_print_{_cls.__name__}", TorchCodePrinter._print_Moment)
+
+
+class TritonCodePrinter(PythonCodePrinter):
+    """sympy -> Triton (`tl`, `libdevice`) expression source for elementwise kernels."""
+
+    def _print(self, expr, **kwargs):
+        return _constant(self, expr) or super()._print(expr, **kwargs)
+
+    _default_settings = dict(PythonCodePrinter._default_settings, strict=True)
+    _fn = {
+        sympy.exp: "tl.exp", sympy.log: "tl.log", sympy.sin: "tl.sin", sympy.cos: "tl.cos", sympy.Abs: "tl.abs",
+        sympy.erf: "tl.erf", F.sigmoid: "tl.sigmoid", sympy.tan: "libdevice.tan", sympy.sinh: "libdevice.sinh",
+        sympy.cosh: "libdevice.cosh", sympy.tanh: "libdevice.tanh", sympy.asinh: "libdevice.asinh",
+        sympy.atan: "libdevice.atan", sympy.erfc: "libdevice.erfc", expm1: "libdevice.expm1",
+        log1p: "libdevice.log1p",
+    }
+
+    def _print_Function(self, expr):
+        for cls, name in self._fn.items():
+            if isinstance(expr, cls):
+                return f"{name}({self._print(expr.args[0])})"
+        raise ValueError(f"no Triton spelling for {type(expr).__name__} (moment ops need a reduction kernel; "
+                         f"Triton export covers elementwise activations)")
+
+    _print_sigmoid = _print_erfc = _print_expm1 = _print_log1p = _print_erf = _print_exp = _print_Function
+    _print_log = _print_sin = _print_cos = _print_tan = _print_sinh = _print_cosh = _print_Function
+    _print_tanh = _print_asinh = _print_atan = _print_Abs = _print_Function
+
+    def _print_softplus(self, expr):
+        u = self._print(expr.args[0])
+        return f"tl.where({u} > 20.0, {u}, libdevice.log1p(tl.exp(tl.minimum({u}, 20.0))))"
+
+    def _print_sinc(self, expr):
+        u = self._print(expr.args[0])
+        return f"tl.where({u} == 0.0, 1.0, tl.sin({u}) / tl.where({u} == 0.0, 1.0, {u}))"
+
+    def _print_bessel_i0e(self, expr):
+        u = self._print(expr.args[0])
+        return f"(libdevice.cyl_bessel_i0({u}) * tl.exp(-tl.abs({u})))"
+
+    def _print_bessel_i1e(self, expr):
+        u = self._print(expr.args[0])
+        return f"(libdevice.cyl_bessel_i1({u}) * tl.exp(-tl.abs({u})))"
+
+    def _print_bessel_i1e_over_x(self, expr):
+        u = self._print(expr.args[0])
+        return (f"tl.where({u} == 0.0, 0.5, libdevice.cyl_bessel_i1({u}) * tl.exp(-tl.abs({u})) "
+                f"/ tl.where({u} == 0.0, 1.0, {u}))")
+
+    def _print_sign(self, expr):
+        u = self._print(expr.args[0])
+        return f"tl.where({u} > 0.0, 1.0, tl.where({u} < 0.0, -1.0, 0.0))"
+
+    def _print_dsinc(self, expr):
+        u = self._print(expr.args[0])
+        small = f"(tl.abs({u}) < {F.DSINC_SERIES_BELOW!r})"
+        safe = f"tl.where({small}, 1.0, {u})"
+        return (f"tl.where({small}, ({u})*(-1.0/3 + ({u})*({u})*(1.0/30 - ({u})*({u})/840)), "
+                f"(({safe})*tl.cos({safe}) - tl.sin({safe}))/(({safe})*({safe})))")
+
+    def _print_Heaviside(self, expr):
+        u = self._print(expr.args[0])
+        h0 = _float(expr.args[1]) if len(expr.args) > 1 else "0.5"
+        return f"tl.where({u} > 0.0, 1.0, tl.where({u} < 0.0, 0.0, {h0}))"
+
+    def _print_Max(self, expr):
+        out = self._print(expr.args[0])
+        for a in expr.args[1:]:
+            out = f"tl.maximum({out}, {self._print(a)})"
+        return out
+
+    def _print_Min(self, expr):
+        out = self._print(expr.args[0])
+        for a in expr.args[1:]:
+            out = f"tl.minimum({out}, {self._print(a)})"
+        return out
+
+    def _print_Pow(self, expr, rational=False):
+        base, ex = expr.args
+        b = self.parenthesize(base, sympy.printing.precedence.PRECEDENCE["Pow"])
+        if ex.is_Integer and abs(int(ex)) <= 4:
+            e = int(ex)
+            prod = "*".join([b] * abs(e)) if e else "1.0"
+            return f"({prod})" if e > 0 else f"(1.0/({prod}))"
+        if ex == sympy.S.Half:
+            return f"tl.sqrt({self._print(base)})"
+        if ex == -sympy.S.Half:
+            return f"tl.rsqrt({self._print(base)})"
+        return f"libdevice.pow({self._print(base)}, {self._print(ex)})"
+
+    def _print_Piecewise(self, expr):
+        *pieces, (last_val, last_cond) = expr.args
+        if last_cond is not sympy.true:
+            raise ValueError("Piecewise without a default branch cannot be printed")
+        out = self._print(last_val)
+        for val, cond in reversed(pieces):
+            out = f"tl.where({self._print(cond)}, {self._print(val)}, {out})"
+        return out
+
+    def _print_Relational(self, expr):
+        return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"
+
+    _print_Equality = _print_Unequality = _print_StrictLessThan = _print_LessThan = _print_Relational
+    _print_StrictGreaterThan = _print_GreaterThan = _print_Relational
+
+    def _print_Float(self, expr):
+        return _float(expr)
+
+    _print_Rational = _print_Integer = _print_Float
+
+    def _print_NumberSymbol(self, expr):
+        return _float(expr)
+
+    _print_Pi = _print_Exp1 = _print_NumberSymbol
+
+    def _print_Symbol(self, expr):
+        return repr(EPS) if expr == GUARD_EPS else expr.name
+
+
+class LatexFormulaPrinter(LatexPrinter):
+    """LaTeX with the activation atoms named as in papers."""
+
+    def _print_sigmoid(self, expr, exp=None):
+        s = rf"\sigma\left({self._print(expr.args[0])}\right)"
+        return rf"{s}^{{{exp}}}" if exp else s
+
+    def _named(self, name, expr, exp=None):
+        s = rf"\operatorname{{{name}}}\left({self._print(expr.args[0])}\right)"
+        return rf"{s}^{{{exp}}}" if exp else s
+
+    def _print_softplus(self, expr, exp=None):
+        return self._named("softplus", expr, exp)
+
+    def _print_bessel_i0e(self, expr, exp=None):
+        return self._named("i_{0}e", expr, exp)
+
+    def _print_bessel_i1e(self, expr, exp=None):
+        return self._named("i_{1}e", expr, exp)
+
+    def _print_sinc(self, expr, exp=None):
+        return self._named("sinc", expr, exp)
+
+    def _print_Moment(self, expr, exp=None):
+        return self._named(type(expr).__name__.replace("_", r"\_"), expr, exp)
+
+
+for _cls in F.MOMENT_FUNCTIONS.values():
+    setattr(LatexFormulaPrinter, f"_print_{_cls.__name__}", LatexFormulaPrinter._print_Moment)
+
+
+def torch_code(expr) -> str:
+    return TorchCodePrinter().doprint(expr)
+
+
+def triton_code(expr) -> str:
+    return TritonCodePrinter().doprint(expr)
+
+
+def latex_code(expr) -> str:
+    return LatexFormulaPrinter().doprint(expr)

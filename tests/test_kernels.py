@@ -1,0 +1,215 @@
+import random
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from actsearch.bench_formula import random_formula
+from actsearch.catalog import load_catalog
+from actsearch.formula import FormulaError, parse_formula
+from actsearch.kernels import (ActivationModule, CompiledKernel, CompilePolicy, KernelCache, fused_activation,
+                               generate_source, get_kernel, swap_activations)
+from actsearch.screening import screen_candidate
+
+torch.set_num_threads(2)
+
+
+def _random_screened(n: int, seed: int = 7):
+    rng = random.Random(seed)
+    out, seen = [], set()
+    while len(out) < n:
+        try:
+            c = parse_formula(random_formula(rng))
+        except FormulaError:
+            continue
+        if c.id in seen or c.is_tensor_op or not screen_candidate(c).passed:
+            continue
+        seen.add(c.id)
+        out.append(c)
+    return out
+
+
+CATALOG = [k.candidate for k in load_catalog().values()]
+RANDOM = _random_screened(200)
+
+
+def _check_gradients(c, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(24, dtype=torch.float64, generator=g).requires_grad_()
+    params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in c.params.values()]
+    k = get_kernel(c)
+    fn = lambda x, *p: fused_activation(k, x, *p, compiled=False)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-5, rtol=1e-4)
+    # symbolic backward == autograd through the eager forward (no finite differences involved).
+    # rtol 1e-5: the backward guards denominators it cannot prove nonzero (d/du log1p(b*u) =
+    # b/(1 + b*u + eps)) where torch's own backward does not; eps = 1e-6 bounds the difference.
+    y = fn(x, *params)
+    w = torch.randn_like(y)
+    ours = torch.autograd.grad((y * w).sum(), (x, *params))
+    ref_y = k.eager_forward(x, *params)
+    ref = torch.autograd.grad((ref_y * w).sum(), (x, *params), allow_unused=True)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b if b is not None else torch.zeros_like(a), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("c", CATALOG, ids=[k for k in load_catalog()])
+def test_gradcheck_catalog(c):
+    _check_gradients(c)
+
+
+@pytest.mark.parametrize("c", RANDOM, ids=[c.formula[:40] for c in RANDOM])
+def test_gradcheck_random_candidates(c):
+    _check_gradients(c, seed=1)
+
+
+def test_forward_matches_the_numeric_evaluator_for_the_catalog():
+    import numpy as np
+
+    from actsearch.identity import PROBES
+    from actsearch.numeric import evaluate
+
+    x = torch.tensor(PROBES, dtype=torch.float64)
+    for c in CATALOG:
+        k = get_kernel(c)
+        params = [torch.tensor(v, dtype=torch.float64) for v in c.params.values()]
+        got = k.forward(x, *params, compiled=False).numpy()
+        np.testing.assert_allclose(got, evaluate(c.safe_expr, PROBES, c.params), rtol=1e-9, atol=1e-12,
+                                   err_msg=c.formula)
+
+
+def test_only_input_and_parameters_are_saved():
+    c = parse_formula("x*tanh(softplus(x))*sigmoid(beta*x)", params={"beta": 1.0})
+    m = ActivationModule(c, compiled=False)
+    x = torch.randn(1000, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        m(x).sum().backward()
+    big = [t for t in saved if t.numel() == x.numel()]
+    assert len(big) == 1  # the input, nothing else input-sized
+    eager_saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: eager_saved.append(t) or t, lambda t: t):
+        m.kernel.eager_forward(x, m.beta).sum().backward()
+    assert len([t for t in eager_saved if t.numel() == x.numel()]) >= 4
+
+
+def test_per_channel_parameters_get_reduced_gradients():
+    c = parse_formula("x*sigmoid(beta*x)", params={"beta": 1.0})
+    m = ActivationModule(c, channels=3, compiled=False).double()
+    with torch.no_grad():
+        m.beta.copy_(torch.tensor([0.5, 1.0, 2.0]))
+    x = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
+    m(x).pow(2).sum().backward()
+    beta = m.beta.detach().clone().requires_grad_()
+    ref = (x.detach() * torch.sigmoid(beta.view(1, 3, 1) * x.detach())).pow(2).sum()
+    ref.backward()
+    torch.testing.assert_close(m.beta.grad, beta.grad)
+    # channel-last layout, e.g. transformer features
+    m2 = ActivationModule(c, channels=5, channel_dim=-1, compiled=False)
+    y = m2(torch.randn(2, 7, 5, requires_grad=True))
+    y.sum().backward()
+    assert m2.beta.grad.shape == (5,)
+
+
+def test_frozen_parameters_skip_parameter_gradients():
+    c = parse_formula("x*sigmoid(beta*x)", params={"beta": 1.0})
+    m = ActivationModule(c, learnable=False, compiled=False)
+    assert not list(m.parameters())
+    x = torch.randn(10, requires_grad=True)
+    m(x).sum().backward()
+    assert x.grad is not None
+
+
+def test_swap_activations_replaces_by_type():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 8), nn.GELU()), nn.Tanh(),
+                          nn.Linear(8, 2))
+    c = parse_formula("x*sigmoid(beta*x)", params={"beta": 1.0})
+    n = swap_activations(model, lambda old: ActivationModule(c), types=(nn.ReLU, nn.GELU))
+    assert n == 2
+    assert isinstance(model[1], ActivationModule) and isinstance(model[2][1], ActivationModule)
+    assert isinstance(model[3], nn.Tanh)
+    assert sum(p.numel() for p in model.parameters() if p.dim() == 0) == 2  # one beta per swapped layer
+    model(torch.randn(3, 4)).sum().backward()
+
+
+def test_compiled_matches_eager_without_recompiling_for_new_sizes(tmp_path):
+    from torch._dynamo.utils import counters
+
+    c = parse_formula("max(x, tanh(x)) + x*sigmoid(beta*x)", params={"beta": 1.25})
+    k = get_kernel(c, KernelCache(tmp_path), CompilePolicy(min_numel=0))
+    beta = torch.tensor(1.25, requires_grad=True)
+    frames_before = None
+    # Inductor may specialise the parameter-gradient reduction once (small vs large n, e.g. n <= 4096);
+    # after both regimes have been seen, no new batch size may compile anything.
+    for i, n in enumerate((1000, 50_000, 4096, 777, 123_457, 2**20)):
+        x = torch.randn(n, requires_grad=True)
+        y = fused_activation(k, x, beta, compiled=True)
+        gx, gb = torch.autograd.grad(y.square().sum(), (x, beta))
+        y2 = fused_activation(k, x, beta, compiled=False)
+        gx2, gb2 = torch.autograd.grad(y2.square().sum(), (x, beta))
+        torch.testing.assert_close(y, y2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(gx, gx2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(gb, gb2, rtol=1e-4, atol=1e-3)
+        if i == 1:
+            frames_before = counters["stats"]["unique_graphs"]
+    assert k.compile_error is None and set(k.compile_seconds) == {"forward", "backward"}
+    assert counters["stats"]["unique_graphs"] == frames_before  # no recompiles for new batch sizes
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
+    c = parse_formula("x*sigmoid(x) + 0.125*x")
+    k = CompiledKernel(generate_source(c), CompilePolicy(min_numel=0))
+
+    def broken_compile(fn, **kw):
+        def run(*a):
+            raise RuntimeError("simulated inductor failure")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    x = torch.randn(100, requires_grad=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = fused_activation(k, x, compiled=True)
+        y.sum().backward()
+    assert "simulated inductor failure" in k.compile_error
+    assert any("falls back" in str(w.message) or "uncompiled" in str(w.message) for w in caught)
+    torch.testing.assert_close(y, x * torch.sigmoid(x) + 0.125 * x)
+
+
+def test_policy_skips_compilation_for_small_tensors_and_few_calls():
+    p = CompilePolicy(min_numel=1000, min_calls=50)
+    assert not p.should_compile(999)
+    assert p.should_compile(1000)
+    assert not p.should_compile(10**6, expected_calls=10)
+    assert not CompilePolicy(enabled=False).should_compile(10**9)
+
+
+def test_kernel_cache_round_trip_and_corruption(tmp_path):
+    cache = KernelCache(tmp_path)
+    c = parse_formula("mish(x) + sinc(x)")
+    src = generate_source(c)
+    cache.store(src)
+    assert cache.load(c.id) == src and len(cache) == 1
+    (tmp_path / "kernels" / f"{c.id}.json").write_text("{not json")
+    assert cache.load(c.id) is None  # a corrupt entry is regenerated, never trusted
+    assert cache.inductor_dir.exists()
+
+
+def test_tensor_candidate_module_uses_autograd_through_moments():
+    c = parse_formula("x*sigmoid(v*x)/group_std(x)", params={"v": 1.0})
+    m = ActivationModule(c, channels=8, compiled=False).double()
+    x = torch.randn(4, 8, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: m(x), (x,))
+    y = m(x)
+    assert y.shape == x.shape
+
+
+def test_printed_powers_keep_precedence_in_denominators():
+    import sympy
+
+    from actsearch.kernels.printers import torch_code
+
+    a, b = sympy.symbols("a b", positive=True)
+    src = torch_code(a / b**2 + a / b**3 + 1 / (a * b) ** 2)
+    ns = {"torch": torch, "a": torch.tensor(3.0, dtype=torch.float64), "b": torch.tensor(2.0, dtype=torch.float64)}
+    assert float(eval(src, ns)) == pytest.approx(3 / 4 + 3 / 8 + 1 / 36)  # our generated code, not user text
