@@ -281,6 +281,51 @@ def bench_formula(
               f"{'met' if r['met_target'] else 'MISSED'}")
 
 
+@bench_app.command("kernels")
+def bench_kernels(
+    quick: bool = typer.Option(False, "--quick", help="1M elements, no large tensor, fewer reps (a smoke run)."),
+    numel: Optional[int] = typer.Option(None, "--numel", min=1024, help="Elements of the suite tensors (default 4M)."),
+    threads: int = typer.Option(2, "--threads", min=1),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Fused compiled kernels vs eager autograd, builtins, saved bytes, bandwidth bound, compile times."""
+    from actsearch.kernels.bench import run
+
+    n = numel or (2**20 if quick else 4 * 2**20)
+    progress = None if as_json else (lambda msg: err.print(f"[dim]{msg}[/]", highlight=False))
+    r = run(numel=n, big_numel=None if quick else 64 * 2**20, n_random=6, reps=3 if quick else 5,
+            threads=threads, quick=quick, progress=progress)
+    if as_json:
+        _json(r)
+        return
+    t = Table(title=f"forward+backward, {n} fp32 elements, {threads} threads")
+    for col in ("formula", "eager ms", "fused ms", "speedup", "saved eager", "saved fused", "compile s"):
+        t.add_column(col, overflow="fold", justify="left" if col == "formula" else "right")
+    for row in r["suite"]:
+        t.add_row(row["formula"][:48], f"{row['eager_ms']:.1f}", f"{row['fused_ms']:.1f}", f"{row['speedup']:.2f}x",
+                  f"{row['saved_bytes_eager'] / 2**20:.0f} MiB", f"{row['saved_bytes_fused'] / 2**20:.0f} MiB",
+                  f"{row['compile_s']:.2f}")
+    out.print(t)
+    out.print(f"median speedup {r['median_speedup']:.2f}x (min {r['min_speedup']:.2f}x); copy bandwidth "
+              f"{r['bandwidth_GBps']:.1f} GB/s -> bound {r['bound_ms']:.2f} ms per fused fwd+bwd")
+    for b in r["builtins"]:
+        out.print(f"  generated {b['name']}: {b['generated_ms']:.2f} ms vs torch {b['builtin_ms']:.2f} ms "
+                  f"(ratio {b['ratio']:.2f})")
+    if r["large"]:
+        L = r["large"]
+        out.print(f"  {L['numel']} elements ({L['formula']}): eager {L['eager_ms']:.0f} ms, fused {L['fused_ms']:.0f} ms, "
+                  f"{L['speedup']:.2f}x")
+    cmp_ = r["compile"]
+    warm = cmp_["warm_cache"]
+    out.print(f"compile fwd+bwd: first {cmp_['first_s']:.1f} s, then median {cmp_['median_after_first_s']:.2f} s "
+              f"(max {cmp_['max_after_first_s']:.2f} s); warm on-disk cache, new process: "
+              + (f"median {warm['median_after_first_s']:.3f} s (max {warm['max_after_first_s']:.3f} s)"
+                 if "error" not in warm else f"failed: {warm['error'][-200:]}"))
+    for p in r["policy"]:
+        out.print(f"  policy {p['numel']:>7} elements: uncompiled {p['uncompiled_us']:.0f} us, "
+                  f"compiled {p['compiled_us']:.0f} us")
+
+
 def main() -> None:
     app()
 

@@ -213,3 +213,39 @@ def test_printed_powers_keep_precedence_in_denominators():
     src = torch_code(a / b**2 + a / b**3 + 1 / (a * b) ** 2)
     ns = {"torch": torch, "a": torch.tensor(3.0, dtype=torch.float64), "b": torch.tensor(2.0, dtype=torch.float64)}
     assert float(eval(src, ns)) == pytest.approx(3 / 4 + 3 / 8 + 1 / 36)  # our generated code, not user text
+
+
+def test_bench_suite_and_saved_bytes_helpers():
+    from actsearch.kernels.bench import _saved_bytes, suite_candidates
+
+    cands = suite_candidates(6)
+    assert len(cands) >= 20 and len({c.id for c in cands}) == len(cands)
+    c = parse_formula("x*tanh(softplus(x))")
+    k = get_kernel(c)
+    x = torch.randn(4096, requires_grad=True)
+
+    def eager():
+        k.eager_forward(x).sum().backward()
+
+    def fused():
+        fused_activation(k, x, compiled=False).sum().backward()
+
+    assert _saved_bytes(fused) == 4096 * 4          # one input-sized fp32 tensor
+    assert _saved_bytes(eager) >= 2 * 4096 * 4      # x and intermediates
+
+
+@pytest.mark.slow
+def test_bench_kernels_quick_json():
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from actsearch.cli import app
+
+    r = CliRunner().invoke(app, ["bench", "kernels", "--quick", "--json"])
+    assert r.exit_code == 0, r.output
+    d = _json.loads(r.stdout)
+    assert len(d["suite"]) >= 20 and d["median_speedup"] > 0
+    assert {"formula", "eager_ms", "fused_ms", "speedup", "saved_bytes_eager", "saved_bytes_fused"} <= set(d["suite"][0])
+    assert {b["name"] for b in d["builtins"]} == {"silu", "gelu", "mish"}
+    assert "error" not in d["compile"]["warm_cache"]

@@ -1,0 +1,254 @@
+"""`actsearch bench kernels`: fused compiled kernels vs eager autograd, measured side by side.
+
+One run measures, with torch.set_num_threads(threads):
+  suite     forward+backward of eager autograd (the generated formula, unfused: every op a kernel and
+            every intermediate saved) vs the fused compiled op, on N-element fp32 tensors, for >= 20
+            formulas (catalog + random screened candidates) and one tensor larger than the L3 cache;
+            bytes saved for backward by each (saved_tensors_hooks, unique storages)
+  builtins  generated SiLU/GELU/Mish (fused op) vs F.silu / F.gelu / F.mish, forward+backward
+  bandwidth a measured copy gives bytes/s; the fused op must move >= 5 N floats (read x, write y;
+            read x and grad, write grad_x), so bound_ms = 5*N*4 bytes / copy bandwidth
+  compile   seconds to compile forward+backward of each new candidate after the first in this
+            process (cold Inductor cache), and in a fresh process with the on-disk cache warm
+  policy    compiled vs uncompiled fused op at small sizes: the break-even behind CompilePolicy
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable, Optional
+
+SUITE_CATALOG = ["silu", "gelu", "gelu_tanh", "mish", "elu", "selu", "softplus", "hardswish", "swish_beta",
+                 "smelu", "serf", "logish", "tanhexp", "swish_max_sigmoid", "swish_cos_minus_x",
+                 "swish_x_asinh_sq", "gcu", "snake"]
+BUILTINS = [("silu", "silu(x)", "silu"), ("gelu", "gelu(x)", "gelu"), ("mish", "mish(x)", "mish")]
+
+
+def _timeit(fn: Callable[[], None], reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def _saved_bytes(run: Callable[[], None]) -> int:
+    import torch
+
+    seen: dict = {}
+
+    def pack(t):
+        if isinstance(t, torch.Tensor):
+            st = t.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        run()
+    return sum(seen.values())
+
+
+def suite_candidates(n_random: int, seed: int = 3):
+    import random
+
+    from actsearch.bench_formula import random_formula
+    from actsearch.catalog import load_catalog
+    from actsearch.formula import FormulaError, parse_formula
+    from actsearch.screening import screen_candidate
+
+    cat = load_catalog()
+    out = [cat[n].candidate for n in SUITE_CATALOG if n in cat]
+    rng, ids = random.Random(seed), {c.id for c in out}
+    while n_random > 0:
+        try:
+            c = parse_formula(random_formula(rng, depth=3))
+        except FormulaError:
+            continue
+        if c.id in ids or c.is_tensor_op or not screen_candidate(c).passed or len(c.formula) < 12:
+            continue
+        ids.add(c.id)
+        out.append(c)
+        n_random -= 1
+    return out
+
+
+def _pair(kernel, x, params, grad):
+    """(eager fwd+bwd, fused fwd+bwd) closures over the same data."""
+    from actsearch.kernels.fused import fused_activation
+
+    def eager():
+        y = kernel.eager_forward(x, *params)
+        y.backward(grad)
+        x.grad = None
+
+    def fused():
+        y = fused_activation(kernel, x, *params, compiled=True)
+        y.backward(grad)
+        x.grad = None
+
+    return eager, fused
+
+
+def run(numel: int = 4 * 2**20, big_numel: Optional[int] = 64 * 2**20, n_random: int = 6, reps: int = 5,
+        threads: int = 2, quick: bool = False, cache_dir: Optional[str] = None, progress=None) -> dict:
+    cache_dir = cache_dir or tempfile.mkdtemp(prefix="actsearch-bench-")
+    # A fresh Inductor cache for this run: "cold" compile times are cold, and the warm-cache check in a
+    # new process reads exactly what this run wrote.  Set before torch compiles anything.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache_dir, "inductor")
+    import torch
+
+    from actsearch.kernels.cache import KernelCache
+    from actsearch.kernels.fused import CompilePolicy, get_kernel
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cache = KernelCache(cache_dir)
+    policy = CompilePolicy(min_numel=0)
+    say = progress or (lambda msg: None)
+
+    x = torch.randn(numel)
+    grad = torch.randn(numel)
+    xr = x.clone().requires_grad_()
+
+    # -- bandwidth from a measured copy
+    dst = torch.empty_like(x)
+    copy_ms = _timeit(lambda: dst.copy_(x), reps=reps * 2)
+    bandwidth = 2 * numel * 4 / (copy_ms / 1000)  # bytes/s (read + write)
+    bound_ms = 5 * numel * 4 / bandwidth * 1000
+
+    # -- suite
+    cands = suite_candidates(n_random)
+    rows, compile_s = [], []
+    for i, c in enumerate(cands):
+        say(f"[{i + 1}/{len(cands)}] {c.formula}")
+        k = get_kernel(c, cache, policy)
+        params = [torch.tensor(v, requires_grad=True) for v in c.params.values()]
+        eager, fused = _pair(k, xr, params, grad)
+        t0 = time.perf_counter()
+        fused()  # first call compiles forward and backward
+        compile_s.append(time.perf_counter() - t0)
+        eager_ms = _timeit(eager, reps)
+        fused_ms = _timeit(fused, reps)
+        rows.append({"formula": c.formula, "id": c.id, "eager_ms": eager_ms, "fused_ms": fused_ms,
+                     "speedup": eager_ms / fused_ms, "saved_bytes_eager": _saved_bytes(eager),
+                     "saved_bytes_fused": _saved_bytes(fused), "compile_s": compile_s[-1],
+                     "fused_vs_bound": fused_ms / bound_ms, "compile_error": k.compile_error})
+    after_first = compile_s[1:]
+
+    # -- builtins
+    builtins = []
+    for name, formula, fn in BUILTINS:
+        from actsearch.formula import parse_formula
+
+        k = get_kernel(parse_formula(formula), cache, policy)
+        _, fused = _pair(k, xr, [], grad)
+        f = getattr(torch.nn.functional, fn)
+
+        def builtin(f=f):
+            y = f(xr)
+            y.backward(grad)
+            xr.grad = None
+
+        fused()
+        b_ms, g_ms = _timeit(builtin, reps), _timeit(fused, reps)
+        builtins.append({"name": name, "builtin_ms": b_ms, "generated_ms": g_ms, "ratio": g_ms / b_ms})
+
+    # -- a tensor larger than L3
+    big = None
+    if big_numel:
+        say(f"large tensor: {big_numel} elements")
+        c = cands[0]
+        k = get_kernel(c, cache, policy)
+        xb = torch.randn(big_numel).requires_grad_()
+        gb = torch.randn(big_numel)
+        eager, fused = _pair(k, xb, [torch.tensor(v, requires_grad=True) for v in c.params.values()], gb)
+        e_ms, f_ms = _timeit(eager, max(2, reps // 2)), _timeit(fused, max(2, reps // 2))
+        big = {"formula": c.formula, "numel": big_numel, "eager_ms": e_ms, "fused_ms": f_ms, "speedup": e_ms / f_ms,
+               "saved_bytes_eager": _saved_bytes(eager), "saved_bytes_fused": _saved_bytes(fused)}
+        del xb, gb
+
+    # -- compile policy: compiled vs uncompiled fused op at small sizes
+    policy_rows = []
+    if not quick:
+        c = cands[0]
+        k = get_kernel(c, cache, policy)
+        from actsearch.kernels.fused import fused_activation
+
+        for n in (1024, 4096, 16384, 65536, 262144):
+            xs = torch.randn(n).requires_grad_()
+            gs = torch.randn(n)
+            ps = [torch.tensor(v, requires_grad=True) for v in c.params.values()]
+
+            def step(compiled, xs=xs, gs=gs, ps=ps):
+                fused_activation(k, xs, *ps, compiled=compiled).backward(gs)
+                xs.grad = None
+
+            policy_rows.append({"numel": n, "uncompiled_us": 1000 * _timeit(lambda: step(False), 20, 3),
+                                "compiled_us": 1000 * _timeit(lambda: step(True), 20, 3)})
+
+    # -- warm on-disk cache, in a fresh process
+    say("warm-cache compile check in a fresh process")
+    warm = warm_compile_times([c.formula for c in cands[: (4 if quick else 8)]],
+                              [dict(c.params) for c in cands[: (4 if quick else 8)]], cache_dir, threads)
+
+    speedups = [r["speedup"] for r in rows]
+    return {
+        "numel": numel, "threads": threads, "torch": torch.__version__,
+        "suite": rows, "median_speedup": statistics.median(speedups), "min_speedup": min(speedups),
+        "builtins": builtins, "large": big,
+        "bandwidth_GBps": bandwidth / 1e9, "copy_ms": copy_ms, "bound_ms": bound_ms,
+        "compile": {"first_s": compile_s[0], "median_after_first_s": statistics.median(after_first),
+                    "max_after_first_s": max(after_first), "warm_cache": warm},
+        "policy": policy_rows, "cache_dir": cache_dir,
+    }
+
+
+def warm_compile_times(formulas, params, cache_dir: str, threads: int) -> dict:
+    """Compile the given (already cached) candidates in a new process; seconds per candidate after the first."""
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=os.path.join(cache_dir, "inductor"))
+    r = subprocess.run([sys.executable, "-m", "actsearch.kernels.bench", "--warm", cache_dir, str(threads),
+                        json.dumps([formulas, params])], capture_output=True, text=True, env=env, timeout=600)
+    if r.returncode != 0:
+        return {"error": r.stderr[-2000:]}
+    times = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"first_s": times[0], "per_candidate_s": times[1:], "median_after_first_s": statistics.median(times[1:]),
+            "max_after_first_s": max(times[1:])}
+
+
+def _warm_main(cache_dir: str, threads: int, spec: str) -> None:
+    import torch
+
+    from actsearch.formula import parse_formula
+    from actsearch.kernels.cache import KernelCache
+    from actsearch.kernels.fused import CompilePolicy, fused_activation, get_kernel
+
+    torch.set_num_threads(threads)
+    formulas, params = json.loads(spec)
+    cache = KernelCache(cache_dir)
+    times = []
+    x = torch.randn(4096).requires_grad_()
+    g = torch.randn(4096)
+    for f, p in zip(formulas, params):
+        c = parse_formula(f, params=p)
+        t0 = time.perf_counter()
+        k = get_kernel(c, cache, CompilePolicy(min_numel=0))
+        fused_activation(k, x, *[torch.tensor(v, requires_grad=True) for v in p.values()], compiled=True).backward(g)
+        times.append(time.perf_counter() - t0)
+        x.grad = None
+    print(json.dumps(times))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--warm":
+        _warm_main(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    else:
+        print("usage: actsearch bench kernels [--quick] [--json]", file=sys.stderr)
+        sys.exit(2)
