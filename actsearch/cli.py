@@ -289,12 +289,14 @@ def bench_kernels(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Fused compiled kernels vs eager autograd, builtins, saved bytes, bandwidth bound, compile times."""
-    from actsearch.kernels.bench import run
+    from actsearch.kernels.bench import run_isolated
 
     n = numel or (2**20 if quick else 4 * 2**20)
-    progress = None if as_json else (lambda msg: err.print(f"[dim]{msg}[/]", highlight=False))
-    r = run(numel=n, big_numel=None if quick else 64 * 2**20, n_random=6, reps=3 if quick else 5,
-            threads=threads, quick=quick, progress=progress)
+    try:
+        r = run_isolated(numel=n, big_numel=None if quick else 64 * 2**20, n_random=6, reps=3 if quick else 5,
+                         threads=threads, quick=quick, progress=not as_json)
+    except RuntimeError as exc:
+        raise _fail(str(exc))
     if as_json:
         _json(r)
         return

@@ -211,6 +211,25 @@ def run(numel: int = 4 * 2**20, big_numel: Optional[int] = 64 * 2**20, n_random:
     }
 
 
+# glibc returns large freed blocks to the OS and page-faults fresh ones back in (~4 ms per fresh 16 MiB
+# buffer here), at random points of a timing loop.  Pinning its mmap/trim thresholds keeps freed memory
+# in the heap, so both eager and fused are timed on compute and memory bandwidth, not on page faults.
+PINNED_ALLOCATOR = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296"
+
+
+def run_isolated(**kwargs) -> dict:
+    """`run` in a child process with the pinned allocator; progress lines pass through on stderr."""
+    env = dict(os.environ, GLIBC_TUNABLES=PINNED_ALLOCATOR)
+    proc = subprocess.Popen([sys.executable, "-m", "actsearch.kernels.bench", "--run", json.dumps(kwargs)],
+                            stdout=subprocess.PIPE, stderr=None, text=True, env=env)
+    out, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark process failed with status {proc.returncode}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["allocator"] = PINNED_ALLOCATOR
+    return result
+
+
 def warm_compile_times(formulas, params, cache_dir: str, threads: int) -> dict:
     """Compile the given (already cached) candidates in a new process; seconds per candidate after the first."""
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=os.path.join(cache_dir, "inductor"))
@@ -249,6 +268,11 @@ def _warm_main(cache_dir: str, threads: int, spec: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--warm":
         _warm_main(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif len(sys.argv) == 3 and sys.argv[1] == "--run":
+        kwargs = json.loads(sys.argv[2])
+        if kwargs.pop("progress", False):
+            kwargs["progress"] = lambda msg: print(msg, file=sys.stderr, flush=True)
+        print(json.dumps(run(**kwargs)))
     else:
         print("usage: actsearch bench kernels [--quick] [--json]", file=sys.stderr)
         sys.exit(2)

@@ -47,11 +47,11 @@ class KernelCache:
         path = self._path(candidate_id)
         try:
             d = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None  # missing or corrupt entries are regenerated, never trusted
-        if d.get("torch") != torch.__version__ or d.get("source", {}).get("candidate_id") != candidate_id:
-            return None
-        return KernelSource.from_dict(d["source"])
+            if d.get("torch") != torch.__version__ or d["source"]["candidate_id"] != candidate_id:
+                return None
+            return KernelSource.from_dict(d["source"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None  # missing, corrupt or older-format entries are regenerated, never trusted
 
     def store(self, source: KernelSource) -> None:
         import torch

@@ -36,12 +36,16 @@ def _group_moment(x, stat, groups):
 
 @dataclass(frozen=True)
 class KernelSource:
-    """Generated source of one candidate, kept for inspection, caching and export."""
+    """Generated source of one candidate, kept for inspection, caching and export.
+
+    Two spellings of the same functions: `module` for eager ATen (baseline, small tensors, export) and
+    `inductor_module` for torch.compile, where some functions have faster fusible spellings (tanh)."""
 
     candidate_id: str
     formula: str
     params: tuple[str, ...]
-    module: str               # the whole generated module (imports + functions)
+    module: str               # the whole generated module (imports + functions), eager spellings
+    inductor_module: str      # the same functions spelled for Inductor
     has_backward: bool        # False for moment (tensor) candidates: autograd differentiates them
 
     def to_dict(self) -> dict:
@@ -51,16 +55,18 @@ class KernelSource:
 
     @classmethod
     def from_dict(cls, d: dict) -> "KernelSource":
-        return cls(d["candidate_id"], d["formula"], tuple(d["params"]), d["module"], bool(d["has_backward"]))
+        return cls(d["candidate_id"], d["formula"], tuple(d["params"]), d["module"], d["inductor_module"],
+                   bool(d["has_backward"]))
 
-    def namespace(self) -> dict:
+    def namespace(self, inductor: bool = False) -> dict:
         """Execute the generated module (our own generated code, never user text) and return its names."""
         import math
 
         import torch
 
         ns: dict = {"torch": torch, "math": math, "__name__": f"actsearch_kernel_{self.candidate_id}"}
-        exec(compile(self.module, f"<actsearch kernel {self.candidate_id}>", "exec"), ns)
+        src = self.inductor_module if inductor else self.module
+        exec(compile(src, f"<actsearch kernel {self.candidate_id}{' inductor' if inductor else ''}>", "exec"), ns)
         return ns
 
 
@@ -76,7 +82,13 @@ def _full(expr_src: str, expr: sympy.Expr) -> str:
 
 
 def generate_source(candidate: Candidate, groups: int = 32) -> KernelSource:
-    printer = TorchCodePrinter()
+    module, has_backward = _module(candidate, groups, TorchCodePrinter())
+    inductor_module, _ = _module(candidate, groups, TorchCodePrinter({"inductor": True}))
+    return KernelSource(candidate.id, candidate.formula, tuple(candidate.params), module, inductor_module,
+                        has_backward)
+
+
+def _module(candidate: Candidate, groups: int, printer: TorchCodePrinter) -> tuple[str, bool]:
     names = list(candidate.params)
     sig = ", ".join(["x", *names])
     f = candidate.safe_expr
@@ -101,4 +113,4 @@ def generate_source(candidate: Candidate, groups: int = 32) -> KernelSource:
             rets.append(f"(grad * ({_full(src, e)})).sum_to_size({n}.shape)")
         lines += [f"def backward(x, grad{', ' if names else ''}{', '.join(names)}):",
                   *[f"    {b}" for b in body], f"    return ({', '.join(rets)},)", ""]
-    return KernelSource(candidate.id, candidate.formula, tuple(names), "\n".join(lines), has_backward)
+    return "\n".join(lines), has_backward

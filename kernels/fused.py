@@ -50,6 +50,7 @@ class CompiledKernel:
         self.eager_forward: Callable = ns["forward"]
         self.eager_backward: Optional[Callable] = ns.get("backward")
         self.eager_backward_x: Optional[Callable] = ns.get("backward_x")
+        self._inductor_ns = source.namespace(inductor=True)  # what torch.compile gets
         self._compiled: dict[str, Callable] = {}
         self._lock = threading.Lock()
         self.compile_error: Optional[str] = None
@@ -63,7 +64,7 @@ class CompiledKernel:
             with self._lock:
                 c = self._compiled.get(name)
                 if c is None:
-                    c = self._compiled[name] = _SafeCompiled(self, name, fn)
+                    c = self._compiled[name] = _SafeCompiled(self, name, self._inductor_ns[name], fallback=fn)
         return c
 
     def forward(self, x: torch.Tensor, *params, compiled: bool = True, **layer_settings) -> torch.Tensor:
@@ -85,8 +86,8 @@ class CompiledKernel:
 class _SafeCompiled:
     """torch.compile'd function that falls back to the eager one, permanently, if compiling fails."""
 
-    def __init__(self, kernel: CompiledKernel, name: str, fn: Callable):
-        self.kernel, self.name, self.fn = kernel, name, fn
+    def __init__(self, kernel: CompiledKernel, name: str, fn: Callable, fallback: Callable):
+        self.kernel, self.name, self.fn = kernel, name, fallback
         self.compiled = torch.compile(fn, dynamic=True, fullgraph=True)
         self.first = True
 

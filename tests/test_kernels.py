@@ -249,3 +249,30 @@ def test_bench_kernels_quick_json():
     assert {"formula", "eager_ms", "fused_ms", "speedup", "saved_bytes_eager", "saved_bytes_fused"} <= set(d["suite"][0])
     assert {b["name"] for b in d["builtins"]} == {"silu", "gelu", "mish"}
     assert "error" not in d["compile"]["warm_cache"]
+
+
+def test_inductor_tanh_spelling_is_accurate_and_eager_keeps_torch_tanh():
+    import sympy
+
+    from actsearch.kernels.printers import TorchCodePrinter
+
+    x = sympy.Symbol("x", real=True)
+    assert TorchCodePrinter().doprint(sympy.tanh(x)) == "torch.tanh(x)"
+    src = TorchCodePrinter({"inductor": True}).doprint(sympy.tanh(x))
+    assert "expm1" in src
+    for dtype, tol in ((torch.float32, 3e-7), (torch.float64, 1e-15)):
+        v = torch.cat([torch.linspace(-40, 40, 100_001, dtype=dtype), torch.tensor([0.0, 1e-30, -1e-8, 3e-4], dtype=dtype)])
+        got = eval(src, {"torch": torch, "x": v})  # our generated code, not user text
+        ref = torch.tanh(v.double())
+        assert float(((got.double() - ref).abs() / ref.abs().clamp_min(1e-300)).max()) < tol
+
+
+def test_kernel_cache_ignores_older_format_entries(tmp_path):
+    import json as _json
+
+    cache = KernelCache(tmp_path)
+    c = parse_formula("x*tanh(x)")
+    (tmp_path / "kernels" / f"{c.id}.json").write_text(_json.dumps(
+        {"torch": torch.__version__, "source": {"candidate_id": c.id, "formula": "x", "params": [], "module": "",
+                                                "has_backward": True}}))
+    assert cache.load(c.id) is None
