@@ -74,7 +74,14 @@ class TorchCodePrinter(TorchPrinter):
         # e/(e + 2) with e = expm1(2u): accurate near 0 (expm1), and the clamp keeps e finite
         # (tanh(20) = 1 - 8.5e-18: exact even in float64; expm1(40) ~ 2.4e17 is finite in float32).
         # Inductor CSEs the repeated e.
-        u = self._print(expr.args[0])
+        arg = expr.args[0]
+        if isinstance(arg, F.softplus):
+            # tanh(softplus(u)) = n/(n + 2), n = e(e + 2), e = exp(u): one exp instead of exp, log1p and
+            # tanh (mish); no cancellation for u -> -inf (n/(n+2) ~ e), and the clamp keeps n finite.
+            e = f"torch.exp(torch.clamp({self._print(arg.args[0])}, max=20.0))"
+            n = f"({e}*({e} + 2.0))"
+            return f"({n}/({n} + 2.0))"
+        u = self._print(arg)
         e = f"torch.expm1(2.0*torch.clamp({u}, -20.0, 20.0))"
         return f"({e}/({e} + 2.0))"
 

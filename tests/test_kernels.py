@@ -265,6 +265,15 @@ def test_inductor_tanh_spelling_is_accurate_and_eager_keeps_torch_tanh():
         got = eval(src, {"torch": torch, "x": v})  # our generated code, not user text
         ref = torch.tanh(v.double())
         assert float(((got.double() - ref).abs() / ref.abs().clamp_min(1e-300)).max()) < tol
+    from actsearch.primitives import softplus
+
+    mish_src = TorchCodePrinter({"inductor": True}).doprint(sympy.tanh(softplus(x)))
+    assert "log1p" not in mish_src and "expm1" not in mish_src
+    for dtype, tol in ((torch.float32, 5e-7), (torch.float64, 1e-14)):
+        v = torch.linspace(-80, 80, 100_001, dtype=dtype)
+        got = eval(mish_src, {"torch": torch, "x": v})
+        ref = torch.tanh(torch.nn.functional.softplus(v.double()))
+        assert float(((got.double() - ref).abs() / ref.abs()).max()) < tol
 
 
 def test_kernel_cache_ignores_older_format_entries(tmp_path):
@@ -276,3 +285,16 @@ def test_kernel_cache_ignores_older_format_entries(tmp_path):
         {"torch": torch.__version__, "source": {"candidate_id": c.id, "formula": "x", "params": [], "module": "",
                                                 "has_backward": True}}))
     assert cache.load(c.id) is None
+
+
+def test_compiled_mish_spelling_matches_eager(tmp_path):
+    c = parse_formula("mish(x)")
+    k = get_kernel(c, KernelCache(tmp_path), CompilePolicy(min_numel=0))
+    x = (torch.randn(100_000) * 6).requires_grad_()
+    y = fused_activation(k, x, compiled=True)
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    ref = torch.nn.functional.mish(x)
+    (gref,) = torch.autograd.grad(ref.sum(), x)
+    torch.testing.assert_close(y, ref, rtol=2e-6, atol=1e-6)
+    torch.testing.assert_close(gx, gref, rtol=2e-5, atol=2e-6)
+    assert k.compile_error is None
