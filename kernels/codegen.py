@@ -18,20 +18,13 @@ import sympy
 from actsearch.formula import X, Candidate
 from actsearch.kernels.printers import TorchCodePrinter
 
-GROUP_MOMENT_SOURCE = '''
-def _group_moment(x, stat, groups):
-    n, c = x.shape[:2]
-    g = groups if c % groups == 0 else 1
-    xg = x.reshape(n, g, c // g, *x.shape[2:])
-    dims = list(range(2, xg.dim()))
-    if stat == "mean":
-        out = xg.mean(dim=dims, keepdim=True)
-    else:
-        out = xg.var(dim=dims, keepdim=True, unbiased=False)
-        if stat == "std":
-            out = torch.sqrt(out + 1e-05)
-    return out.expand_as(xg).reshape(x.shape)
-'''
+def _group_moment_source() -> str:
+    """The torch helper of group moments, embedded in generated modules from its one definition."""
+    import inspect
+
+    from actsearch.primitives import torch_ops
+
+    return f"\nMOMENT_EPS = {torch_ops.MOMENT_EPS!r}\n\n\n" + inspect.getsource(torch_ops._group_moment)
 
 
 @dataclass(frozen=True)
@@ -95,7 +88,7 @@ def _module(candidate: Candidate, groups: int, printer: TorchCodePrinter) -> tup
     lines = ["import math", "import torch", ""]
     if candidate.is_tensor_op:
         # group moments read `groups`, a layer setting (not part of the formula), passed by keyword
-        lines.append(GROUP_MOMENT_SOURCE)
+        lines.append(_group_moment_source())
         sig += f", groups={int(groups)}"
     body, (out,) = _assignments([f], printer, "_t")
     lines += ["", f"def forward({sig}):", *[f"    {b}" for b in body], f"    return {_full(out, f)}", ""]

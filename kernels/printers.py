@@ -34,14 +34,62 @@ def _constant(printer, expr):
     return None
 
 
-class TorchCodePrinter(TorchPrinter):
-    """sympy -> torch expression source. Every operand is a tensor or a Python float."""
+class _ElementwisePrinting:
+    """What the torch and Triton printers share, written once over their namespace (`torch` or `tl`):
+    constants as floats, guard epsilon, steps, piecewise/relational via `where`, and dsinc."""
 
-    # inductor=True: spellings for code that torch.compile will fuse (see _print_tanh); False: eager ATen
-    _default_settings = dict(TorchPrinter._default_settings, strict=True, inductor=False)
+    _ns = ""  # "torch" or "tl"
 
     def _print(self, expr, **kwargs):
         return _constant(self, expr) or super()._print(expr, **kwargs)
+
+    def _print_Heaviside(self, expr):
+        u = self._print(expr.args[0])
+        h0 = _float(expr.args[1]) if len(expr.args) > 1 else "0.5"
+        return f"{self._ns}.where({u} > 0.0, 1.0, {self._ns}.where({u} < 0.0, 0.0, {h0}))"
+
+    def _print_dsinc(self, expr):
+        ns, u = self._ns, self._print(expr.args[0])
+        small = f"({ns}.abs({u}) < {F.DSINC_SERIES_BELOW!r})"
+        safe = f"{ns}.where({small}, 1.0, {u})"
+        return (f"{ns}.where({small}, ({u})*(-1.0/3 + ({u})*({u})*(1.0/30 - ({u})*({u})/840)), "
+                f"(({safe})*{ns}.cos({safe}) - {ns}.sin({safe}))/(({safe})*({safe})))")
+
+    def _print_Piecewise(self, expr):
+        *pieces, (last_val, last_cond) = expr.args
+        if last_cond is not sympy.true:
+            raise ValueError("Piecewise without a default branch cannot be printed")
+        out = self._print(last_val)
+        for val, cond in reversed(pieces):
+            out = f"{self._ns}.where({self._print(cond)}, {self._print(val)}, {out})"
+        return out
+
+    def _print_Relational(self, expr):
+        return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"
+
+    _print_Equality = _print_Unequality = _print_StrictLessThan = _print_LessThan = _print_Relational
+    _print_StrictGreaterThan = _print_GreaterThan = _print_Relational
+
+    def _print_Float(self, expr):
+        return _float(expr)
+
+    _print_Rational = _print_Integer = _print_Float
+
+    def _print_NumberSymbol(self, expr):
+        return _float(expr)
+
+    _print_Pi = _print_Exp1 = _print_NumberSymbol
+
+    def _print_Symbol(self, expr):
+        return repr(EPS) if expr == GUARD_EPS else expr.name
+
+
+class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
+    """sympy -> torch expression source. Every operand is a tensor or a Python float."""
+
+    _ns = "torch"
+    # inductor=True: spellings for code that torch.compile will fuse (see _print_tanh); False: eager ATen
+    _default_settings = dict(TorchPrinter._default_settings, strict=True, inductor=False)
 
     _fn = {
         F.sigmoid: "torch.sigmoid", F.softplus: "torch.nn.functional.softplus", F.bessel_i0e: "torch.special.i0e",
@@ -89,18 +137,6 @@ class TorchCodePrinter(TorchPrinter):
         u = self._print(expr.args[0])
         return f"torch.where({u} == 0, 0.5, torch.special.i1e({u}) / torch.where({u} == 0, 1.0, {u}))"
 
-    def _print_dsinc(self, expr):
-        u = self._print(expr.args[0])
-        small = f"(torch.abs({u}) < {F.DSINC_SERIES_BELOW!r})"
-        safe = f"torch.where({small}, 1.0, {u})"
-        return (f"torch.where({small}, ({u})*(-1.0/3 + ({u})*({u})*(1.0/30 - ({u})*({u})/840)), "
-                f"(({safe})*torch.cos({safe}) - torch.sin({safe}))/(({safe})*({safe})))")
-
-    def _print_Heaviside(self, expr):
-        u = self._print(expr.args[0])
-        h0 = _float(expr.args[1]) if len(expr.args) > 1 else "0.5"
-        return f"torch.where({u} > 0, 1.0, torch.where({u} < 0, 0.0, {h0}))"
-
     def _minmax(self, expr, fn, clamp):
         # constants (numbers and the guard epsilon) clamp; torch.maximum needs two tensors
         numbers = [a for a in expr.args if not (a.free_symbols - {GUARD_EPS})]
@@ -141,36 +177,6 @@ class TorchCodePrinter(TorchPrinter):
             return f"{b}**{_float(ex)}"
         return f"torch.pow({self._print(base)}, {self._print(ex)})"
 
-    def _print_Piecewise(self, expr):
-        *pieces, (last_val, last_cond) = expr.args
-        if last_cond is not sympy.true:
-            raise ValueError("Piecewise without a default branch cannot be printed")
-        out = self._print(last_val)
-        for val, cond in reversed(pieces):
-            out = f"torch.where({self._print(cond)}, {self._print(val)}, {out})"
-        return out
-
-    def _print_Relational(self, expr):
-        ops = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
-        return f"({self._print(expr.lhs)} {ops[expr.rel_op]} {self._print(expr.rhs)})"
-
-    _print_Equality = _print_Unequality = _print_StrictLessThan = _print_LessThan = _print_Relational
-    _print_StrictGreaterThan = _print_GreaterThan = _print_Relational
-
-    def _print_Float(self, expr):
-        return _float(expr)
-
-    def _print_Rational(self, expr):
-        return _float(expr)
-
-    def _print_Integer(self, expr):
-        return _float(expr)
-
-    def _print_NumberSymbol(self, expr):
-        return _float(expr)
-
-    _print_Pi = _print_Exp1 = _print_NumberSymbol
-
     def _print_Moment(self, expr):
         v = self._print(expr.args[0])
         if expr.scope == "group":
@@ -181,19 +187,17 @@ class TorchCodePrinter(TorchPrinter):
         var = f"{v}.var(dim={dims}, keepdim=True, unbiased=False)"
         return var if expr.stat == "var" else f"torch.sqrt({var} + {F.MOMENT_EPS!r})"
 
-    def _print_Symbol(self, expr):
-        return repr(EPS) if expr == GUARD_EPS else expr.name
+
 
 
 for _cls in F.MOMENT_FUNCTIONS.values():
     setattr(TorchCodePrinter, f"_print_{_cls.__name__}", TorchCodePrinter._print_Moment)
 
 
-class TritonCodePrinter(PythonCodePrinter):
+class TritonCodePrinter(_ElementwisePrinting, PythonCodePrinter):
     """sympy -> Triton (`tl`, `libdevice`) expression source for elementwise kernels."""
 
-    def _print(self, expr, **kwargs):
-        return _constant(self, expr) or super()._print(expr, **kwargs)
+    _ns = "tl"
 
     _default_settings = dict(PythonCodePrinter._default_settings, strict=True)
     _fn = {
@@ -240,18 +244,6 @@ class TritonCodePrinter(PythonCodePrinter):
         u = self._print(expr.args[0])
         return f"tl.where({u} > 0.0, 1.0, tl.where({u} < 0.0, -1.0, 0.0))"
 
-    def _print_dsinc(self, expr):
-        u = self._print(expr.args[0])
-        small = f"(tl.abs({u}) < {F.DSINC_SERIES_BELOW!r})"
-        safe = f"tl.where({small}, 1.0, {u})"
-        return (f"tl.where({small}, ({u})*(-1.0/3 + ({u})*({u})*(1.0/30 - ({u})*({u})/840)), "
-                f"(({safe})*tl.cos({safe}) - tl.sin({safe}))/(({safe})*({safe})))")
-
-    def _print_Heaviside(self, expr):
-        u = self._print(expr.args[0])
-        h0 = _float(expr.args[1]) if len(expr.args) > 1 else "0.5"
-        return f"tl.where({u} > 0.0, 1.0, tl.where({u} < 0.0, 0.0, {h0}))"
-
     def _print_Max(self, expr):
         out = self._print(expr.args[0])
         for a in expr.args[1:]:
@@ -276,34 +268,6 @@ class TritonCodePrinter(PythonCodePrinter):
         if ex == -sympy.S.Half:
             return f"tl.rsqrt({self._print(base)})"
         return f"libdevice.pow({self._print(base)}, {self._print(ex)})"
-
-    def _print_Piecewise(self, expr):
-        *pieces, (last_val, last_cond) = expr.args
-        if last_cond is not sympy.true:
-            raise ValueError("Piecewise without a default branch cannot be printed")
-        out = self._print(last_val)
-        for val, cond in reversed(pieces):
-            out = f"tl.where({self._print(cond)}, {self._print(val)}, {out})"
-        return out
-
-    def _print_Relational(self, expr):
-        return f"({self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)})"
-
-    _print_Equality = _print_Unequality = _print_StrictLessThan = _print_LessThan = _print_Relational
-    _print_StrictGreaterThan = _print_GreaterThan = _print_Relational
-
-    def _print_Float(self, expr):
-        return _float(expr)
-
-    _print_Rational = _print_Integer = _print_Float
-
-    def _print_NumberSymbol(self, expr):
-        return _float(expr)
-
-    _print_Pi = _print_Exp1 = _print_NumberSymbol
-
-    def _print_Symbol(self, expr):
-        return repr(EPS) if expr == GUARD_EPS else expr.name
 
 
 class LatexFormulaPrinter(LatexPrinter):

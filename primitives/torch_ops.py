@@ -6,7 +6,8 @@ import torch
 from .functions import MOMENT_EPS  # one epsilon for numpy and torch moments
 
 
-def _group_moment(x: torch.Tensor, stat: str, groups: int) -> torch.Tensor:
+def _group_moment(x, stat, groups):
+    # Embedded verbatim in generated kernel modules (kernels/codegen.py): uses only torch and MOMENT_EPS.
     """Mean / var / std over (channels of a group, spatial) per sample, broadcast back to x's shape."""
     n, c = x.shape[:2]
     g = groups if c % groups == 0 else 1
