@@ -23,7 +23,6 @@ import ast
 import builtins
 import contextlib
 import io
-import math
 import multiprocessing
 import os
 import re
