@@ -3,6 +3,9 @@
 Layout of a cache directory (per user by default, per run when a search passes its run directory):
     kernels/<candidate id>.json   generated source (KernelSource) + torch version, so a known formula
                                   skips sympy differentiation/CSE in a new process
+    compiled/<torch>-<cpu>/<id>/  AOT-precompiled functions (torch.compile(...).aot_compile), one per
+                                  function and input signature, loaded without Dynamo tracing; keyed by
+                                  torch version and CPU capability (the code is built -march=native)
     inductor/                     TORCHINDUCTOR_CACHE_DIR: Inductor's FX-graph and C++/Triton
                                   artifacts, so the compile itself is a cache hit
 """
@@ -62,6 +65,39 @@ class KernelCache:
         with os.fdopen(fd, "w") as fh:
             fh.write(data)
         os.replace(tmp, self._path(source.candidate_id))
+
+    def _compiled_dir(self, candidate_id: str) -> Path:
+        import platform
+
+        import torch
+
+        cpu = f"{platform.machine()}-{torch.backends.cpu.get_cpu_capability()}"
+        return self.dir / "compiled" / f"torch{torch.__version__}-{cpu}" / candidate_id
+
+    def precompiled(self, candidate_id: str, name: str, signature: tuple, fn, example_args):
+        """A compiled function for this signature: loaded from disk, or AOT-compiled now and saved.
+        None when AOT compilation is unavailable or fails (callers then use plain torch.compile)."""
+        import hashlib
+
+        import torch
+
+        tag = hashlib.blake2b(repr(signature).encode(), digest_size=6).hexdigest()
+        path = self._compiled_dir(candidate_id) / f"{name}-{tag}.aot"
+        if path.exists():
+            try:
+                with open(path, "rb") as fh:
+                    return torch.compiler.load_compiled_function(fh)
+            except Exception:  # noqa: BLE001 - corrupt or incompatible artifact: rebuild it
+                pass
+        try:
+            compiled = torch.compile(fn, dynamic=True, fullgraph=True).aot_compile((tuple(example_args), {}))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            compiled.save_compiled_function(str(tmp))
+            os.replace(tmp, path)  # atomic: concurrent workers never load a half-written artifact
+            return compiled
+        except Exception:  # noqa: BLE001 - an experimental API; plain torch.compile is the fallback
+            return None
 
     def __len__(self) -> int:
         return sum(1 for _ in self.kernels.glob("*.json"))
