@@ -4,6 +4,7 @@ The generated module defines
     forward(x, p1, ...)        -> f(x)
     backward_x(x, grad, p1...) -> grad * f'(x)                       (parameters frozen)
     backward(x, grad, p1, ...) -> (grad * f'(x), dL/dp1, ...)        (parameter grads reduced to p.shape)
+    forward_with_derivative(x, p1, ...) -> (f(x), f'(x))             (one pass, shared subexpressions)
 from the protected expression and its sympy derivatives, with common subexpressions eliminated
 (`sympy.cse`).  Backward recomputes from x and the parameters only, so nothing else is saved for it.
 Normalization-activation candidates (moment ops) have no elementwise derivative; they get a forward
@@ -106,4 +107,9 @@ def _module(candidate: Candidate, groups: int, printer: TorchCodePrinter) -> tup
             rets.append(f"(grad * ({_full(src, e)})).sum_to_size({n}.shape)")
         lines += [f"def backward(x, grad{', ' if names else ''}{', '.join(names)}):",
                   *[f"    {b}" for b in body], f"    return ({', '.join(rets)},)", ""]
+        # f and f' in one pass, sharing subexpressions (erf(x/sqrt(2)) of GELU once, not twice): the
+        # fused op saves f'(x) instead of x when there are no parameters, so backward is grad * f'.
+        body, (y, d) = _assignments([f, dx], printer, "_b")
+        lines += [f"def forward_with_derivative({sig}):", *[f"    {b}" for b in body],
+                  f"    return {_full(y, f)}, {_full(d, dx)}", ""]
     return "\n".join(lines), has_backward

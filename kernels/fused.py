@@ -52,6 +52,7 @@ class CompiledKernel:
         self.eager_forward: Callable = ns["forward"]
         self.eager_backward: Optional[Callable] = ns.get("backward")
         self.eager_backward_x: Optional[Callable] = ns.get("backward_x")
+        self.eager_forward_with_derivative: Optional[Callable] = ns.get("forward_with_derivative")
         self._inductor_ns = source.namespace(inductor=True)  # what torch.compile gets
         self._compiled: dict[str, Callable] = {}
         self._lock = threading.Lock()
@@ -72,6 +73,9 @@ class CompiledKernel:
     def forward(self, x: torch.Tensor, *params, compiled: bool = True, **layer_settings) -> torch.Tensor:
         # layer_settings: `groups` of group moments (normalization-activation candidates only)
         return self._get("forward", self.eager_forward, compiled)(x, *params, **layer_settings)
+
+    def forward_with_derivative(self, x: torch.Tensor, *params, compiled: bool = True):
+        return self._get("forward_with_derivative", self.eager_forward_with_derivative, compiled)(x, *params)
 
     def backward(self, x, grad, *params, need_params: bool = True, compiled: bool = True):
         if need_params and params:
@@ -155,16 +159,30 @@ def get_kernel(candidate: Candidate, cache: Optional[KernelCache] = None,
 
 
 class FusedActivation(torch.autograd.Function):
-    """y = f(x; params); saves (x, params) only; backward = generated grad * f'(x) and param grads."""
+    """y = f(x; params) saving one input-sized tensor for backward.
+
+    Without parameters (or with frozen ones), forward computes f and f' in one fused pass and saves
+    f'(x): backward is grad * f', and the forward's compiled graph is the only one (one compile, and
+    shared subexpressions computed once).  With learnable parameters it saves x (and the parameters)
+    and backward recomputes f' and the parameter gradients from them."""
 
     @staticmethod
     def forward(ctx, kernel: CompiledKernel, use_compiled: bool, x: torch.Tensor, *params: torch.Tensor):
         ctx.kernel, ctx.use_compiled = kernel, use_compiled
+        ctx.saved_derivative = ctx.needs_input_grad[2] and not any(ctx.needs_input_grad[3:])
+        if ctx.saved_derivative:
+            y, d = kernel.forward_with_derivative(x, *params, compiled=use_compiled)
+            ctx.save_for_backward(d)
+            ctx.n_params = len(params)
+            return y
         ctx.save_for_backward(x, *params)
         return kernel.forward(x, *params, compiled=use_compiled)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
+        if ctx.saved_derivative:
+            (d,) = ctx.saved_tensors
+            return (None, None, grad * d, *([None] * ctx.n_params))
         x, *params = ctx.saved_tensors
         need_params = any(ctx.needs_input_grad[3:])
         grads = ctx.kernel.backward(x, grad.contiguous(), *params, need_params=need_params,

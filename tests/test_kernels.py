@@ -78,7 +78,7 @@ def test_forward_matches_the_numeric_evaluator_for_the_catalog():
                                    err_msg=c.formula)
 
 
-def test_only_input_and_parameters_are_saved():
+def test_one_input_sized_tensor_is_saved():
     c = parse_formula("x*tanh(softplus(x))*sigmoid(beta*x)", params={"beta": 1.0})
     m = ActivationModule(c, compiled=False)
     x = torch.randn(1000, requires_grad=True)
@@ -86,7 +86,7 @@ def test_only_input_and_parameters_are_saved():
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         m(x).sum().backward()
     big = [t for t in saved if t.numel() == x.numel()]
-    assert len(big) == 1  # the input, nothing else input-sized
+    assert len(big) == 1 and big[0] is x  # learnable beta: the input, nothing else input-sized
     eager_saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: eager_saved.append(t) or t, lambda t: t):
         m.kernel.eager_forward(x, m.beta).sum().backward()
@@ -340,8 +340,9 @@ def test_precompiled_functions_are_saved_and_reused_across_processes(tmp_path):
         return _json.loads(r.stdout.strip().splitlines()[-1])
 
     first = run()
-    artifacts = sorted(p.name.split("-")[0] for p in (cache_dir / "compiled").rglob("*.aot"))
-    assert artifacts == ["backward", "backward_x", "forward", "forward"]  # warm-up candidate + measured one
+    artifacts = sorted(p.name.rsplit("-", 1)[0] for p in (cache_dir / "compiled").rglob("*.aot"))
+    # warm-up candidate (no parameters): one fused forward+derivative; measured one: forward and backward
+    assert artifacts == ["backward", "forward", "forward_with_derivative"]
     second = run()
     assert first["error"] is None and second["error"] is None
     for key in ("y", "gx", "gb"):
@@ -353,3 +354,22 @@ def test_precompiled_functions_are_saved_and_reused_across_processes(tmp_path):
         p.write_bytes(b"corrupt")
     third = run()  # corrupt artifacts are rebuilt, results unchanged
     assert third["error"] is None and third["gx"] == pytest.approx(first["gx"], rel=1e-6)
+
+
+def test_parameter_free_candidates_save_the_derivative_and_compile_once(tmp_path):
+    c = parse_formula("gelu(x) + sinc(x)")
+    k = get_kernel(c, KernelCache(tmp_path), CompilePolicy(min_numel=0))
+    x = torch.randn(3000, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = fused_activation(k, x, compiled=True)
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    assert len(saved) == 1 and saved[0] is not x and saved[0].shape == x.shape  # f'(x), one tensor
+    xd = x.detach().double().requires_grad_()
+    ref = torch.nn.functional.gelu(xd) + torch.where(xd == 0, 1.0, torch.sin(xd) / xd)
+    (gref,) = torch.autograd.grad(ref.sum(), xd)
+    torch.testing.assert_close(y.double(), ref.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gx.double(), gref, rtol=1e-4, atol=1e-5)
+    assert set(k.compile_seconds) == {"forward_with_derivative"}  # a single compiled graph
+    with torch.no_grad():  # inference uses the plain forward
+        torch.testing.assert_close(fused_activation(k, x, compiled=True), y.detach())
