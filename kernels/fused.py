@@ -25,10 +25,11 @@ from actsearch.kernels.codegen import KernelSource, generate_source
 
 @dataclass(frozen=True)
 class CompilePolicy:
-    """When compiling pays.  Defaults measured by `actsearch bench kernels` (policy rows; README): a
-    compiled fused fwd+bwd call costs ~105 us of guard/dispatch overhead against ~46 us uncompiled, they
-    tie at 64K elements and compiled wins above (315 vs 509 us at 256K).  With fewer than `min_calls`
-    expected calls a cold compile (~1.8 s for forward+backward) is not repaid."""
+    """When compiling pays.  Measured by `actsearch bench kernels` (policy rows; README): a compiled
+    fused fwd+bwd call costs ~100 us of guard/dispatch overhead against ~50 us uncompiled; compiled
+    wins from 16K-64K elements on (break-even varied between runs) and clearly at 256K (389 vs 676 us).
+    The default takes the conservative end.  With fewer than `min_calls` expected calls a cold compile
+    (~1.1 s, ~2 s with learnable parameters) is not repaid."""
 
     enabled: bool = True
     min_numel: int = 65536
