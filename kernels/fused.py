@@ -132,9 +132,10 @@ class _SafeCompiled:
             return None
         try:
             return fn(*args)
-        except RuntimeError as exc:
-            if "Guard" not in str(exc):  # a guard the signature does not capture (size 1 ...)
-                raise
+        except Exception as exc:  # noqa: BLE001 - degrade to torch.compile, never crash
+            if "Guard" not in str(exc):
+                # not a guard the signature misses (size 1 ...): this artifact is unusable, drop it
+                self.precompiled[sig] = None
             return None
 _KERNELS: dict[str, CompiledKernel] = {}
 _KERNELS_LOCK = threading.Lock()

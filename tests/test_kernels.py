@@ -373,3 +373,22 @@ def test_parameter_free_candidates_save_the_derivative_and_compile_once(tmp_path
     assert set(k.compile_seconds) == {"forward_with_derivative"}  # a single compiled graph
     with torch.no_grad():  # inference uses the plain forward
         torch.testing.assert_close(fused_activation(k, x, compiled=True), y.detach())
+
+
+def test_a_failing_precompiled_function_falls_back(tmp_path, monkeypatch):
+    c = parse_formula("x*sigmoid(x) + 0.5*cos(x)")
+    cache = KernelCache(tmp_path)
+
+    def broken(*args, **kwargs):
+        def run(*a):
+            raise RuntimeError("simulated failure inside a loaded artifact")
+        return run
+
+    monkeypatch.setattr(cache, "precompiled", broken)
+    k = get_kernel(c, cache, CompilePolicy(min_numel=0))
+    x = torch.randn(2000, requires_grad=True)
+    y = fused_activation(k, x, compiled=True)
+    y.sum().backward()
+    ref = x.detach() * torch.sigmoid(x.detach()) + 0.5 * torch.cos(x.detach())
+    torch.testing.assert_close(y.detach(), ref, rtol=1e-5, atol=1e-6)
+    assert k.compile_error is None  # the plain torch.compile path took over
