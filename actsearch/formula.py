@@ -446,6 +446,11 @@ class Candidate:
         return protect(d)
 
     @cached_property
+    def param_derivatives(self) -> dict[str, sympy.Expr]:
+        """d(safe form)/d(parameter) for each parameter: the parameter gradients a backward computes."""
+        return {n: sympy.diff(self.safe_expr, s) for n, s in self.param_symbols.items()}
+
+    @cached_property
     def fingerprint(self):
         from actsearch.identity import fingerprint
 

@@ -64,10 +64,15 @@ class KernelSource:
         return ns
 
 
-def _assignments(exprs: list[sympy.Expr], printer: TorchCodePrinter, prefix: str) -> tuple[list[str], list[str]]:
-    subs, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols(prefix), optimizations="basic")
-    lines = [f"{s} = {printer.doprint(e)}" for s, e in subs]
-    return lines, [printer.doprint(e) for e in reduced]
+def cse(exprs: list[sympy.Expr], prefix: str):
+    """Common subexpressions of a block of expressions (computed once, printed by any printer)."""
+    return sympy.cse(exprs, symbols=sympy.numbered_symbols(prefix), optimizations="basic")
+
+
+def print_cse(block, printer) -> tuple[list[str], list[str]]:
+    """(assignment lines, output expressions) of a `cse` block in one printer's language."""
+    subs, reduced = block
+    return [f"{s} = {printer.doprint(e)}" for s, e in subs], [printer.doprint(e) for e in reduced]
 
 
 def _full(expr_src: str, expr: sympy.Expr) -> str:
@@ -76,13 +81,22 @@ def _full(expr_src: str, expr: sympy.Expr) -> str:
 
 
 def generate_source(candidate: Candidate, groups: int = 32) -> KernelSource:
-    module, has_backward = _module(candidate, groups, TorchCodePrinter())
-    inductor_module, _ = _module(candidate, groups, TorchCodePrinter({"inductor": True}))
+    f = candidate.safe_expr
+    blocks = {"forward": cse([f], "_t")}
+    has_backward = not candidate.is_tensor_op
+    if has_backward:
+        dx = candidate.safe_derivative
+        blocks["backward_x"] = cse([dx], "_d")
+        blocks["backward"] = cse([dx, *candidate.param_derivatives.values()], "_d")
+        blocks["forward_with_derivative"] = cse([f, dx], "_b")
+    # one CSE, two spellings: eager ATen and Inductor (see TorchCodePrinter's `inductor` setting)
+    module = _module(candidate, groups, blocks, TorchCodePrinter())
+    inductor_module = _module(candidate, groups, blocks, TorchCodePrinter({"inductor": True}))
     return KernelSource(candidate.id, candidate.formula, tuple(candidate.params), module, inductor_module,
                         has_backward)
 
 
-def _module(candidate: Candidate, groups: int, printer: TorchCodePrinter) -> tuple[str, bool]:
+def _module(candidate: Candidate, groups: int, blocks: dict, printer: TorchCodePrinter) -> str:
     names = list(candidate.params)
     sig = ", ".join(["x", *names])
     f = candidate.safe_expr
@@ -91,25 +105,22 @@ def _module(candidate: Candidate, groups: int, printer: TorchCodePrinter) -> tup
         # group moments read `groups`, a layer setting (not part of the formula), passed by keyword
         lines.append(_group_moment_source())
         sig += f", groups={int(groups)}"
-    body, (out,) = _assignments([f], printer, "_t")
+    body, (out,) = print_cse(blocks["forward"], printer)
     lines += ["", f"def forward({sig}):", *[f"    {b}" for b in body], f"    return {_full(out, f)}", ""]
-    has_backward = not candidate.is_tensor_op
-    if has_backward:
+    if "backward" in blocks:
         dx = candidate.safe_derivative
-        body, (gx,) = _assignments([dx], printer, "_d")
+        body, (gx,) = print_cse(blocks["backward_x"], printer)
         lines += [f"def backward_x(x, grad{', ' if names else ''}{', '.join(names)}):",
                   *[f"    {b}" for b in body], f"    return grad * ({gx})", ""]
-        psyms = [candidate.param_symbols[n] for n in names]
-        dps = [sympy.diff(f, p) for p in psyms]
-        body, outs = _assignments([dx, *dps], printer, "_d")
+        body, outs = print_cse(blocks["backward"], printer)
         rets = [f"grad * ({outs[0]})"]
-        for n, src, e in zip(names, outs[1:], dps):
-            rets.append(f"(grad * ({_full(src, e)})).sum_to_size({n}.shape)")
+        for n, src in zip(names, outs[1:]):
+            rets.append(f"(grad * ({_full(src, candidate.param_derivatives[n])})).sum_to_size({n}.shape)")
         lines += [f"def backward(x, grad{', ' if names else ''}{', '.join(names)}):",
                   *[f"    {b}" for b in body], f"    return ({', '.join(rets)},)", ""]
         # f and f' in one pass, sharing subexpressions (erf(x/sqrt(2)) of GELU once, not twice): the
         # fused op saves f'(x) instead of x when there are no parameters, so backward is grad * f'.
-        body, (y, d) = _assignments([f, dx], printer, "_b")
+        body, (y, d) = print_cse(blocks["forward_with_derivative"], printer)
         lines += [f"def forward_with_derivative({sig}):", *[f"    {b}" for b in body],
                   f"    return {_full(y, f)}, {_full(d, dx)}", ""]
-    return "\n".join(lines), has_backward
+    return "\n".join(lines)

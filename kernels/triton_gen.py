@@ -9,17 +9,12 @@ Requires the optional `triton` package (`pip install actsearch[gpu]`) only to *r
 """
 from __future__ import annotations
 
-import sympy
 
 from actsearch.formula import Candidate
+from actsearch.kernels.codegen import cse, print_cse
 from actsearch.kernels.printers import TritonCodePrinter
 
 BLOCK = 1024
-
-
-def _body(exprs, printer, prefix):
-    subs, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols(prefix), optimizations="basic")
-    return [f"{s} = {printer.doprint(e)}" for s, e in subs], [printer.doprint(e) for e in reduced]
 
 
 def generate_triton_source(candidate: Candidate, block: int = BLOCK) -> str:
@@ -31,10 +26,9 @@ def generate_triton_source(candidate: Candidate, block: int = BLOCK) -> str:
     P = [f"P_{n}" for n in names]          # pointers to 0-d parameter tensors
     DP = [f"DP_{n}" for n in names]        # pointers to float32 gradient accumulators
     load_params = [f"    {n} = tl.load(P_{n}).to(tl.float32)" for n in names]
-    fwd_lines, (y,) = _body([candidate.safe_expr], printer, "_t")
-    dx = candidate.safe_derivative
-    dps = [sympy.diff(candidate.safe_expr, candidate.param_symbols[n]) for n in names]
-    bwd_lines, outs = _body([dx, *dps], printer, "_d")
+    fwd_lines, (y,) = print_cse(cse([candidate.safe_expr], "_t"), printer)
+    bwd_lines, outs = print_cse(cse([candidate.safe_derivative, *candidate.param_derivatives.values()], "_d"),
+                                printer)
 
     def ind(lines):
         return [f"    {ln}" for ln in lines]
