@@ -30,6 +30,24 @@ def random_formula(rng: random.Random, depth: int = 3) -> str:
     return gen(depth)
 
 
+def random_screened_candidates(n: int, seed: int, min_length: int = 0, exclude_ids=()):
+    """n distinct scalar candidates drawn with random_formula that pass screening (same seed, same list)."""
+    from actsearch.formula import FormulaError, parse_formula
+    from actsearch.screening import screen_candidate
+
+    rng, seen, out = random.Random(seed), set(exclude_ids), []
+    while len(out) < n:
+        try:
+            c = parse_formula(random_formula(rng))
+        except FormulaError:
+            continue
+        if c.id in seen or c.is_tensor_op or len(c.formula) < min_length or not screen_candidate(c).passed:
+            continue
+        seen.add(c.id)
+        out.append(c)
+    return out
+
+
 def run(n: int = 1000, seed: int = 0, repeats: int = 3) -> dict:
     from actsearch.formula import FormulaError, parse_formula
 

@@ -57,27 +57,12 @@ def _saved_bytes(run: Callable[[], None]) -> int:
 
 
 def suite_candidates(n_random: int, seed: int = 3):
-    import random
-
-    from actsearch.bench_formula import random_formula
+    from actsearch.bench_formula import random_screened_candidates
     from actsearch.catalog import load_catalog
-    from actsearch.formula import FormulaError, parse_formula
-    from actsearch.screening import screen_candidate
 
     cat = load_catalog()
     out = [cat[n].candidate for n in SUITE_CATALOG if n in cat]
-    rng, ids = random.Random(seed), {c.id for c in out}
-    while n_random > 0:
-        try:
-            c = parse_formula(random_formula(rng, depth=3))
-        except FormulaError:
-            continue
-        if c.id in ids or c.is_tensor_op or not screen_candidate(c).passed or len(c.formula) < 12:
-            continue
-        ids.add(c.id)
-        out.append(c)
-        n_random -= 1
-    return out
+    return out + random_screened_candidates(n_random, seed, min_length=12, exclude_ids={c.id for c in out})
 
 
 def _pair(kernel, x, params, grad):

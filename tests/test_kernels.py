@@ -1,37 +1,20 @@
-import random
 import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from actsearch.bench_formula import random_formula
+from actsearch.bench_formula import random_screened_candidates
 from actsearch.catalog import load_catalog
-from actsearch.formula import FormulaError, parse_formula
+from actsearch.formula import parse_formula
 from actsearch.kernels import (ActivationModule, CompiledKernel, CompilePolicy, KernelCache, fused_activation,
                                generate_source, get_kernel, swap_activations)
-from actsearch.screening import screen_candidate
 
 torch.set_num_threads(2)
 
 
-def _random_screened(n: int, seed: int = 7):
-    rng = random.Random(seed)
-    out, seen = [], set()
-    while len(out) < n:
-        try:
-            c = parse_formula(random_formula(rng))
-        except FormulaError:
-            continue
-        if c.id in seen or c.is_tensor_op or not screen_candidate(c).passed:
-            continue
-        seen.add(c.id)
-        out.append(c)
-    return out
-
-
 CATALOG = [k.candidate for k in load_catalog().values()]
-RANDOM = _random_screened(200)
+RANDOM = random_screened_candidates(200, seed=7)
 
 
 def _check_gradients(c, seed=0):
