@@ -45,7 +45,16 @@ class {module_class}(torch.nn.Module):
         self.channels, self.channel_dim = channels, channel_dim
 {init_body}
     def forward(self, x):
-        params = []
+{params_loop}        return {fn_class}.apply(x, *params)
+
+    def extra_repr(self):
+        return {formula!r}
+'''
+
+
+# Shared by both module templates: parameters as nn.Parameters (scalar or per channel) and their
+# reshaping to broadcast along self.channel_dim.
+_PARAMS_LOOP = """        params = []
         for p in ({param_attrs}):
             p = p.to(x.dtype)
             if self.channels:
@@ -53,11 +62,17 @@ class {module_class}(torch.nn.Module):
                 shape[self.channel_dim] = self.channels
                 p = p.view(shape)
             params.append(p)
-        return {fn_class}.apply(x, *params)
+"""
 
-    def extra_repr(self):
-        return {formula!r}
-'''
+
+def _param_parts(candidate: Candidate) -> dict:
+    names = list(candidate.params)
+    return {
+        "init_args": "".join(f", {n}={candidate.params[n]!r}" for n in names),
+        "init_body": "".join(f"        self.{n} = torch.nn.Parameter(torch.full((channels,) if channels else (), "
+                             f"float({n})))\n" for n in names) or "        pass\n",
+        "params_loop": _PARAMS_LOOP.format(param_attrs="".join(f"self.{n}, " for n in names)),
+    }
 
 
 def _camel(name: str) -> str:
@@ -113,40 +128,25 @@ def export_candidate(candidate: Candidate, fmt: str = "torch", name: Optional[st
 
         body = generate_triton_source(candidate)
     names = list(candidate.params)
-    param_args = "".join(f", {n}" for n in names)
-    init_body = "".join(
-        f"        self.{n} = torch.nn.Parameter(torch.full((channels,) if channels else (), float({n})))\n"
-        for n in names) or "        pass\n"
     cls = _CLASS_TEMPLATE.format(
-        fn_class=f"{_camel(name)}Function", module_class=_camel(name), param_args=param_args,
-        title=f"f(x) = {candidate.formula}", param_list=", ".join(names) or "none",
-        init_args="".join(f", {n}={candidate.params[n]!r}" for n in names), init_body=init_body,
-        param_attrs="".join(f"self.{n}, " for n in names), formula=candidate.formula)
+        fn_class=f"{_camel(name)}Function", module_class=_camel(name), param_args="".join(f", {n}" for n in names),
+        title=f"f(x) = {candidate.formula}", param_list=", ".join(names) or "none", formula=candidate.formula,
+        **_param_parts(candidate))
     return _docstring(candidate, name, fmt, provenance) + body + cls
 
 
 def _moment_module(candidate: Candidate, name: str) -> str:
-    names = list(candidate.params)
-    init = "".join(f"        self.{n} = torch.nn.Parameter(torch.full((channels,) if channels else (), float({n})))\n"
-                   for n in names) or "        pass\n"
+    parts = _param_parts(candidate)
     return f'''
 
 class {_camel(name)}(torch.nn.Module):
     """f(x) = {candidate.formula} on (N, C, ...) tensors (moments over batch/group/instance/layer axes);
     differentiated by autograd.  `groups` is the group count of group moments."""
 
-    def __init__(self, channels=None, groups=32{"".join(f", {n}={candidate.params[n]!r}" for n in names)}):
+    def __init__(self, channels=None, groups=32{parts["init_args"]}):
         super().__init__()
-        self.channels, self.groups = channels, groups
-{init}
+        self.channels, self.channel_dim, self.groups = channels, 1, groups
+{parts["init_body"]}
     def forward(self, x):
-        params = []
-        for p in ({"".join(f"self.{n}, " for n in names)}):
-            p = p.to(x.dtype)
-            if self.channels:
-                shape = [1] * x.dim()
-                shape[1] = self.channels
-                p = p.view(shape)
-            params.append(p)
-        return forward(x, *params, groups=self.groups)
+{parts["params_loop"]}        return forward(x, *params, groups=self.groups)
 '''
