@@ -15,6 +15,7 @@ import sympy
 from sympy.codegen.cfunctions import expm1, log1p
 
 from actsearch.primitives import CUSTOM_FUNCTIONS, EPS, GUARD_EPS
+from actsearch.primitives.registry import is_integer_exponent
 
 _UNARY = {
     sympy.exp: np.exp, sympy.log: np.log, sympy.sin: np.sin, sympy.cos: np.cos, sympy.tan: np.tan,
@@ -69,7 +70,7 @@ def _eval_uncached(node, env, cache):
     if func is sympy.Pow:
         base, ex = node.args
         b = _eval(base, env, cache)
-        if ex.is_Integer or (ex.is_Float and float(ex).is_integer()):
+        if is_integer_exponent(ex):
             e = int(ex)
             if e == -1:
                 return 1.0 / b

@@ -298,6 +298,13 @@ def vocabulary(name: str) -> list[Primitive]:
 
 
 # ---- guards: exact form -> the protected form that is evaluated and compiled ------------------------
+def is_integer_exponent(ex: sympy.Expr) -> bool:
+    """sympy folds (x**1.5)**2 to x**3.0: an integral Float exponent is an integer power (no guard, and
+    evaluated as one), so x**3.0 is the same function as x**3."""
+    return bool(ex.is_Integer or (ex.is_Float and float(ex).is_integer()))
+
+
+
 def protect(expr: sympy.Expr) -> sympy.Expr:
     """Apply the safe-domain guards wherever sympy cannot prove the unguarded form is safe.
 
@@ -314,9 +321,7 @@ def protect(expr: sympy.Expr) -> sympy.Expr:
             return node if u.is_positive else log(Abs(u) + e)
         if isinstance(node, sympy.Pow):
             base, ex = node.args
-            # sympy folds (x**1.5)**2 to x**3.0; an integral Float exponent is an integer power
-            # (no guard needed, and x**3.0 must be the same function as x**3).
-            if ex.is_Integer or (ex.is_Float and float(ex).is_integer()):
+            if is_integer_exponent(ex):
                 if ex.is_negative and not base.is_nonzero and not base.has(e):
                     return (base + e) ** ex
                 return node
@@ -339,5 +344,5 @@ def _bottom_up(expr, fn):
     return fn(node)
 
 
-__all__ = ["Cost", "Primitive", "PRIMITIVES", "EPS", "GUARD_EPS", "get_primitive", "primitive_names", "vocabulary",
+__all__ = ["Cost", "Primitive", "PRIMITIVES", "EPS", "GUARD_EPS", "is_integer_exponent", "get_primitive", "primitive_names", "vocabulary",
            "protect"]
