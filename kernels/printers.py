@@ -15,11 +15,8 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.pycode import PythonCodePrinter
 from sympy.printing.pytorch import TorchPrinter
 
-from actsearch.primitives import EPS, GUARD_EPS
+from actsearch.primitives import EPS, GUARD_EPS, get_primitive
 from actsearch.primitives import functions as F
-
-_MOMENT_AXES = {"batch": "[0] + list(range(2, {v}.dim()))", "instance": "list(range(2, {v}.dim()))",
-                "layer": "list(range(1, {v}.dim()))"}
 
 
 def _float(v) -> str:
@@ -178,14 +175,8 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
         return f"torch.pow({self._print(base)}, {self._print(ex)})"
 
     def _print_Moment(self, expr):
-        v = self._print(expr.args[0])
-        if expr.scope == "group":
-            return f"_group_moment({v}, {expr.stat!r}, groups)"
-        dims = _MOMENT_AXES[expr.scope].format(v=v)
-        if expr.stat == "mean":
-            return f"{v}.mean(dim={dims}, keepdim=True)"
-        var = f"{v}.var(dim={dims}, keepdim=True, unbiased=False)"
-        return var if expr.stat == "var" else f"torch.sqrt({var} + {F.MOMENT_EPS!r})"
+        # the registry's torch spelling of each moment op, the one definition
+        return get_primitive(type(expr).__name__).spell("torch", self._print(expr.args[0]))
 
 
 
