@@ -1,4 +1,4 @@
-"""Command-line interface: `actsearch check | known | primitives`.  Every command has --json."""
+"""Command-line interface: `actsearch check | known | primitives | export | eval | bench`.  Every command has --json."""
 from __future__ import annotations
 
 import json
@@ -254,6 +254,92 @@ def export(
         err.print(f"wrote {fmt} export of {cand.formula} to {output}", highlight=False)
     else:
         sys.stdout.write(text)
+
+
+def _split(text: Optional[str]) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+@app.command("eval")
+def eval_cmd(
+    formula: str = typer.Argument(..., help="The candidate formula, e.g. 'x*sigmoid(beta*x)'."),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="NAME=VALUE initial parameter value."),
+    task: Optional[str] = typer.Option(None, "--task", help="One task (default mnist1d-mlp)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated tasks, or 'all'."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds per model (paired across candidate and baselines)."),
+    baselines: str = typer.Option("relu,gelu,silu", "--baselines", help="Comma-separated built-in baselines."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: each task's budget)."),
+    threads: int = typer.Option(2, "--threads", help="torch threads (results are reproducible per thread count)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Train the baselines even if cached."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Train a candidate and baselines on proxy tasks with paired seeds: means, 95% CIs, verdicts, score."""
+    import torch
+
+    from actsearch.evaluation import evaluate
+    from actsearch.population import make_activation
+    from actsearch.tasks import TASKS, resolve_tasks
+
+    try:
+        candidate = load_candidate(formula, param)
+        names = ([task] if task else []) + _split(tasks)
+        task_list = resolve_tasks(names or None)
+        base = _split(baselines)
+        for b in base:
+            make_activation(b)
+        if seeds < 1:
+            raise CLIError(f"--seeds must be >= 1, got {seeds}")
+        if steps is not None and steps < 1:
+            raise CLIError(f"--steps must be >= 1, got {steps}")
+        if threads < 1:
+            raise CLIError(f"--threads must be >= 1, got {threads}")
+        if candidate.is_tensor_op:
+            make_activation(candidate)
+    except CLIError as exc:
+        raise _fail(str(exc))
+    except ValueError as exc:
+        raise _fail(str(exc))
+    torch.set_num_threads(threads)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        ids = {t.name: bar.add_task(f"{t.name:<12}", total=1) for t in task_list}
+
+        def progress(name, done, total):
+            bar.update(ids[name], completed=done, total=total)
+
+        r = evaluate(candidate, [t.name for t in task_list], seeds=seeds, baselines=base, steps=steps,
+                     cache=False if no_cache else None, progress=progress)
+        for t in task_list:
+            bar.update(ids[t.name], completed=1, total=1)
+    if as_json:
+        _json(r)
+        return
+    _print_eval(r)
+
+
+def _print_eval(r: dict) -> None:
+    c = r["candidate"]
+    if r["screening"] and not r["screening"]["passed"]:
+        out.print(f"[bold red]rejected by screening:[/] {'; '.join(r['screening']['reasons'])}")
+    for name, t in r["tasks"].items():
+        table = Table(title=f"{name}: test {t['metric']}, {len(r['seeds'])} seeds, {t['steps']} steps", title_justify="left")
+        for col in ("model", "mean", "std", "per seed", "diff vs model", "95% CI", "verdict"):
+            table.add_column(col, justify="left" if col in ("model", "verdict") else "right")
+        cs = t["candidate"]
+        table.add_row(c["canonical"][:40], f"{cs['mean']:.4f}", f"{cs['std']:.4f}",
+                      " ".join(f"{v:.3f}" for v in cs["per_seed"]), "", "", "")
+        for b, s in t["baselines"].items():
+            v = t["vs"][b]
+            color = {"better": "green", "worse": "red"}.get(v["verdict"], "yellow")
+            table.add_row(b, f"{s['mean']:.4f}", f"{s['std']:.4f}", " ".join(f"{x:.3f}" for x in s["per_seed"]),
+                          f"{v['diff']:+.4f}", f"[{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]", f"[{color}]{v['verdict']}[/]")
+        out.print(table)
+        extra = f"; [red]rejected[/]: {t['rejected']} (saved {t['saved_s']:.1f} s)" if t["rejected"] else ""
+        out.print(f"  score {t['score']:+.3f} (improvement over ReLU as a fraction of ReLU's margin over chance "
+                  f"{t['chance']:.3f}); {t['wall_s']:.1f} s{extra}")
+    out.print(f"[bold]multi-task score {r['score']:+.3f}[/] for {c['canonical']} ({c['id']})")
 
 
 bench_app = typer.Typer(help="Benchmarks that print measured figures (see benchmarks/).", no_args_is_help=True)

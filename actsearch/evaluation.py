@@ -1,0 +1,198 @@
+"""evaluate(candidate, tasks, seeds): paired multi-seed scoring against baselines.
+
+For every task the candidate and each baseline are trained with the same seeds, so seed s of the
+candidate and seed s of ReLU start from the same initial weights (where shapes agree) and see the same
+data in the same order; the comparison uses the per-seed differences (a paired test), which removes
+most of the seed-to-seed spread that makes single-seed rankings rank noise.
+
+  diff    mean over seeds of (candidate - baseline) test accuracy
+  ci      95% Student-t interval of that mean, n - 1 degrees of freedom (n = seeds)
+  verdict "better" if the interval lies above 0, "worse" if below, else "indistinguishable"
+
+Score (one number per task, averaged over tasks for the multi-task score): the improvement over ReLU
+as a fraction of ReLU's margin over chance,
+
+    score_task = (mean_candidate - mean_relu) / (mean_relu - chance)
+
+0 is ReLU, +0.1 closes a tenth of ReLU's distance above chance, -1 is chance level (what a rejected
+candidate scores: its rejected seeds count as chance).  It is scale-free across tasks whose
+accuracies and chance levels differ, and needs no other baseline.
+
+Baselines are trained once per (task, seed, steps, task version, library versions, threads) and cached
+as JSON under <cache>/baselines (the kernel cache's directory, ACTSEARCH_CACHE_DIR).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+
+from actsearch import __version__
+from actsearch.formula import Candidate
+from actsearch.population import Member, make_activation
+from actsearch.tasks import TASK_VERSION, Task, resolve_tasks
+from actsearch.training import MemberResult, train_population
+
+DEFAULT_BASELINES = ("relu", "gelu", "silu")
+
+
+def versions() -> dict:
+    import numpy
+    import sympy
+
+    return {"actsearch": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "sympy": sympy.__version__, "python": platform.python_version(), "task_version": TASK_VERSION}
+
+
+def deterministic_settings() -> dict:
+    return {"threads": torch.get_num_threads(), "seeded": "per-member torch.Generator (weights, data order)",
+            "data": "generated from fixed seeds"}
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+def summarize(values: Sequence[float]) -> dict:
+    vals = [float(v) for v in values]
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            "per_seed": vals}
+
+
+def paired_comparison(candidate: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> dict:
+    """Mean paired difference, its Student-t confidence interval and the verdict."""
+    from scipy import stats
+
+    d = [float(a) - float(b) for a, b in zip(candidate, baseline)]
+    n = len(d)
+    mean = statistics.fmean(d)
+    if n < 2:
+        lo, hi = -math.inf, math.inf
+    else:
+        sem = statistics.stdev(d) / math.sqrt(n)
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
+        lo, hi = mean - half, mean + half
+    verdict = "better" if lo > 0 else "worse" if hi < 0 else "indistinguishable"
+    return {"diff": mean, "ci": [lo, hi], "verdict": verdict, "n": n}
+
+
+def task_score(candidate_mean: float, relu_mean: float, chance: float) -> float:
+    margin = relu_mean - chance
+    return (candidate_mean - relu_mean) / margin if margin > 0 else 0.0
+
+
+# ------------------------------------------------------------------------------------------ baseline cache
+
+class BaselineCache:
+    """JSON files of MemberResults, one per (task, baseline, seed, steps, versions, threads)."""
+
+    def __init__(self, cache_dir: Optional[os.PathLike] = None):
+        from actsearch.kernels.cache import default_cache_dir
+
+        self.dir = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "baselines"
+
+    def _path(self, task: Task, name: str, seed: int, steps: int) -> Path:
+        key = json.dumps([task.name, name, seed, steps, versions(), torch.get_num_threads()], sort_keys=True)
+        return self.dir / f"{task.name}-{name}-s{seed}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+    def get(self, task: Task, name: str, seed: int, steps: int) -> Optional[MemberResult]:
+        try:
+            return MemberResult(**json.loads(self._path(task, name, seed, steps).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def put(self, task: Task, name: str, seed: int, steps: int, result: MemberResult) -> None:
+        path = self._path(task, name, seed, steps)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result.to_dict()))
+        os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+
+def evaluate(candidate: Candidate, tasks: Union[None, str, Sequence[str]] = None, seeds: int = 3,
+             baselines: Sequence[str] = DEFAULT_BASELINES, steps: Optional[int] = None, screen: bool = True,
+             cache: Union[BaselineCache, None, bool] = None,
+             progress: Optional[Callable[[str, int, int], None]] = None) -> dict:
+    """Train `candidate` and the baselines on each task with seeds 0..seeds-1; see the module docstring.
+    `cache=False` trains the baselines every time.  `progress(task, done, total)` reports member-steps."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    task_list = resolve_tasks([tasks] if isinstance(tasks, str) else tasks)
+    baselines = list(dict.fromkeys(baselines))
+    for b in baselines:
+        make_activation(b)  # unknown names fail before any training
+    cache = None if cache is False else (cache if isinstance(cache, BaselineCache) else BaselineCache())
+    seed_list = list(range(seeds))
+    out = {"candidate": {"formula": candidate.source or candidate.formula, "canonical": candidate.formula,
+                         "id": candidate.id, "params": dict(candidate.params)},
+           "seeds": seed_list, "baselines": baselines, "versions": versions(),
+           "settings": deterministic_settings(), "screening": None, "tasks": {}}
+
+    screening_reason = None
+    if screen:
+        from actsearch.screening import screen_candidate
+
+        s = screen_candidate(candidate)
+        out["screening"] = s.to_dict()
+        if not s.passed:
+            screening_reason = "screening: " + "; ".join(s.reasons)
+    act = None if screening_reason else make_activation(candidate)
+
+    for task in task_list:
+        n_steps = int(steps or task.budget.steps)
+        t0 = time.perf_counter()
+        # baselines always include ReLU: the score is measured against it
+        needed = list(dict.fromkeys(["relu", *baselines]))
+        base_results: dict[str, dict[int, MemberResult]] = {b: {} for b in needed}
+        members: list[Member] = []
+        for b in needed:
+            for s in seed_list:
+                hit = cache.get(task, b, s, n_steps) if cache else None
+                if hit is not None:
+                    base_results[b][s] = hit
+                else:
+                    members.append(Member(make_activation(b), s))
+        if act is not None:
+            members += [Member(act, s) for s in seed_list]
+        cb = (lambda done, total, name=task.name: progress(name, done, total)) if progress else None
+        trained = train_population(task, members, steps=n_steps, progress=cb) if members else []
+        cand_results: dict[int, MemberResult] = {}
+        for m, r in zip(members, trained):
+            if act is not None and m.activation.key == act.key:
+                cand_results[m.seed] = r
+            else:
+                base_results[m.activation.key][m.seed] = r
+                if cache and not r.rejected:
+                    cache.put(task, m.activation.key, m.seed, n_steps, r)
+        if act is None:  # failed screening: never trained, scored as chance
+            cand_results = {s: MemberResult(candidate.id, s, task.chance, float("nan"), float("nan"), 0, 0.0,
+                                            rejected=screening_reason) for s in seed_list}
+        cand_acc = [cand_results[s].accuracy for s in seed_list]
+        rejected = next((f"seed {s}: {cand_results[s].rejected}" if act is not None else cand_results[s].rejected
+                         for s in seed_list if cand_results[s].rejected), None)
+        base_summary = {b: summarize([base_results[b][s].accuracy for s in seed_list]) for b in needed}
+        relu_mean = base_summary["relu"]["mean"]
+        out["tasks"][task.name] = {
+            "metric": task.metric, "chance": task.chance, "steps": n_steps,
+            "candidate": summarize(cand_acc),
+            "baselines": {b: base_summary[b] for b in needed if b in baselines or b == "relu"},
+            "vs": {b: paired_comparison(cand_acc, [base_results[b][s].accuracy for s in seed_list]) for b in needed},
+            "rejected": rejected,
+            "score": task_score(statistics.fmean(cand_acc), relu_mean, task.chance),
+            "wall_s": time.perf_counter() - t0,
+            "candidate_wall_s": sum(r.wall_s for r in cand_results.values()),
+            "saved_s": sum(r.saved_s for r in cand_results.values()),
+            "steps_trained": [cand_results[s].steps for s in seed_list],
+            "baselines_cached": sum(1 for b in needed for s in seed_list) - sum(
+                1 for m in members if act is None or m.activation.key != act.key),
+        }
+    out["score"] = statistics.fmean(t["score"] for t in out["tasks"].values())
+    return out

@@ -1,0 +1,251 @@
+"""Population-batched models: K independent networks trained as one.
+
+Every learnable tensor has the member axis first (shape (K, ...)), so member k's network is the slice
+[k] of every parameter; layers compute all members at once (torch.bmm, grouped convolutions, one
+attention call over K*B sequences) and each member applies its own activation to its slice.  Nothing
+mixes members: member k's outputs, loss and gradients depend only on its own slice, which is why
+training a member in a population equals training it alone (tests/test_population.py), and why a
+member whose activation produced NaN can be dropped (`keep`) without touching the others.
+
+Members are initialised from their own seed (one torch.Generator per member, layers created in a fixed
+order), so member k gets the same initial weights whatever the population around it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from actsearch.formula import Candidate
+
+# Built-in baselines run torch's own kernels; their keys double as the names `--baselines` accepts.
+BUILTIN_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu, "gelu": F.gelu, "silu": F.silu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+    "mish": F.mish, "elu": F.elu, "softplus": F.softplus, "leaky_relu": F.leaky_relu, "identity": lambda x: x,
+}
+
+
+@dataclass(frozen=True)
+class Activation:
+    """What a member applies: a torch built-in (by name) or a candidate's fused op, with its learnable
+    scalar parameters (trained per member).  `key` identifies it: the built-in's name or the candidate id."""
+
+    key: str
+    label: str
+    fn: Callable = field(repr=False, compare=False)
+    params: tuple = ()  # ((name, initial value), ...)
+    candidate: Optional[Candidate] = field(default=None, repr=False, compare=False)
+
+
+def make_activation(spec: Union[str, Candidate, Activation]) -> Activation:
+    if isinstance(spec, Activation):
+        return spec
+    if isinstance(spec, str):
+        if spec not in BUILTIN_ACTIVATIONS:
+            raise ValueError(f"unknown built-in activation {spec!r}; known: {', '.join(BUILTIN_ACTIVATIONS)}")
+        return Activation(spec, spec, BUILTIN_ACTIVATIONS[spec])
+    if spec.is_tensor_op:
+        raise ValueError(f"{spec.formula!r} uses moment (normalization) ops, which the proxy tasks do not "
+                         "train yet; only scalar activations can be evaluated")
+    from actsearch.kernels.fused import fused_activation, get_kernel
+
+    kernel = get_kernel(spec)
+    return Activation(spec.id, spec.formula, lambda x, *p: fused_activation(kernel, x, *p),
+                      tuple(spec.params.items()), spec)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One network of a population: an activation and the seed of its initial weights and data order."""
+
+    activation: Activation
+    seed: int
+
+
+class PopulationContext:
+    """Per-member generators for initialisation, consumed in layer-creation order."""
+
+    def __init__(self, members: Sequence[Member]):
+        self.members = list(members)
+        self.K = len(self.members)
+        self.generators = [torch.Generator().manual_seed(int(m.seed) * 1_000_003 + 17) for m in self.members]
+
+    def uniform(self, shape: tuple, bound: float) -> torch.Tensor:
+        """(K, *shape), member k drawn from U(-bound, bound) with its own generator."""
+        out = torch.empty((self.K, *shape))
+        for k, g in enumerate(self.generators):
+            out[k].uniform_(-bound, bound, generator=g)
+        return out
+
+    def normal(self, shape: tuple, std: float) -> torch.Tensor:
+        out = torch.empty((self.K, *shape))
+        for k, g in enumerate(self.generators):
+            out[k].normal_(0.0, std, generator=g)
+        return out
+
+
+class PopLinear(nn.Module):
+    """y[k] = x[k] @ W[k] + b[k] for x of shape (K, ..., in); torch.nn.Linear's default initialisation."""
+
+    def __init__(self, ctx: PopulationContext, n_in: int, n_out: int, bias: bool = True):
+        super().__init__()
+        bound = 1 / math.sqrt(n_in)
+        self.weight = nn.Parameter(ctx.uniform((n_in, n_out), bound))
+        self.bias = nn.Parameter(ctx.uniform((1, n_out), bound)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        K, n_out = x.shape[0], self.weight.shape[-1]
+        flat = x.reshape(K, -1, x.shape[-1])
+        y = torch.baddbmm(self.bias, flat, self.weight) if self.bias is not None else torch.bmm(flat, self.weight)
+        return y.reshape(*x.shape[:-1], n_out)
+
+
+class PopConv(nn.Module):
+    """Per-member Conv1d/Conv2d as one grouped convolution: x (K, B, C, *spatial) -> (K, B, C', *spatial')."""
+
+    def __init__(self, ctx: PopulationContext, dims: int, c_in: int, c_out: int, kernel: int, stride: int = 1,
+                 padding: int = 0):
+        super().__init__()
+        ks = (kernel,) * dims
+        bound = 1 / math.sqrt(c_in * kernel ** dims)
+        self.weight = nn.Parameter(ctx.uniform((c_out, c_in, *ks), bound))
+        self.bias = nn.Parameter(ctx.uniform((c_out,), bound))
+        self.conv = F.conv1d if dims == 1 else F.conv2d
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        K, B = x.shape[:2]
+        # (K, B, C, ...) -> (B, K*C, ...): member k's channels form group k
+        xg = x.transpose(0, 1).reshape(B, K * x.shape[2], *x.shape[3:])
+        y = self.conv(xg, self.weight.reshape(-1, *self.weight.shape[2:]), self.bias.reshape(-1),
+                      stride=self.stride, padding=self.padding, groups=K)
+        return y.reshape(B, K, -1, *y.shape[2:]).transpose(0, 1)
+
+
+class PopLayerNorm(nn.Module):
+    def __init__(self, ctx: PopulationContext, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ctx.K, dim))
+        self.bias = nn.Parameter(torch.zeros(ctx.K, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+        return F.layer_norm(x, x.shape[-1:]) * self.weight.view(shape) + self.bias.view(shape)
+
+
+class PopEmbedding(nn.Module):
+    def __init__(self, ctx: PopulationContext, n: int, dim: int, std: float = 0.02):
+        super().__init__()
+        self.weight = nn.Parameter(ctx.normal((n, dim), std))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:  # idx (K, ...) of integers
+        K = idx.shape[0]
+        members = torch.arange(K).view(K, *([1] * (idx.dim() - 1)))
+        return self.weight[members, idx]
+
+
+class PopActivation(nn.Module):
+    """Applies member k's activation to x[k].  Members sharing an activation are contiguous (the
+    population orders them so), and each run of them is one call of the activation; a candidate's
+    learnable parameters are one value per member, broadcast over that member's slice."""
+
+    def __init__(self, ctx: PopulationContext):
+        super().__init__()
+        self.runs: list[tuple[Activation, int, int]] = []
+        start = 0
+        for k in range(1, ctx.K + 1):
+            if k == ctx.K or ctx.members[k].activation.key != ctx.members[start].activation.key:
+                self.runs.append((ctx.members[start].activation, start, k))
+                start = k
+        self.run_params = nn.ModuleList()
+        for act, a, b in self.runs:
+            self.run_params.append(nn.ParameterList(
+                [nn.Parameter(torch.full((b - a,), float(v))) for _, v in act.params]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        view = (-1,) + (1,) * (x.dim() - 1)
+        for (act, a, b), ps in zip(self.runs, self.run_params):
+            xs = x if len(self.runs) == 1 else x[a:b]
+            outs.append(act.fn(xs, *[p.view(view) for p in ps]))
+        return outs[0] if len(outs) == 1 else torch.cat(outs, 0)
+
+    def keep(self, idx: torch.Tensor) -> None:
+        """Keep only the members at `idx` (sorted positions), dropping empty runs."""
+        kept = set(idx.tolist())
+        runs, params, pos = [], nn.ModuleList(), 0
+        for (act, a, b), ps in zip(self.runs, self.run_params):
+            local = [k - a for k in range(a, b) if k in kept]
+            if not local:
+                continue
+            li = torch.tensor(local)
+            runs.append((act, pos, pos + len(local)))
+            params.append(nn.ParameterList([nn.Parameter(p.detach()[li]) for p in ps]))
+            pos += len(local)
+        self.runs, self.run_params = runs, params
+
+
+class PopulationModel(nn.Module):
+    """Base of the tasks' models: holds the members and drops members (`keep`) consistently."""
+
+    def __init__(self, members: Sequence[Member]):
+        super().__init__()
+        self.members = list(members)
+        self.ctx = PopulationContext(self.members)
+
+    def act(self) -> PopActivation:
+        return PopActivation(self.ctx)
+
+    def keep(self, idx: torch.Tensor, optimizer: Optional[torch.optim.Optimizer] = None) -> None:
+        """Keep the members at positions `idx` (a sorted LongTensor): slice every parameter on its member
+        axis, and the optimizer's per-parameter state with it, so the survivors continue exactly."""
+        old_state = {}
+        if optimizer is not None:
+            old_state = {id(p): optimizer.state.pop(p, None) for g in optimizer.param_groups for p in g["params"]}
+        owned = {id(m) for a in self.modules() if isinstance(a, PopActivation) for m in a.modules() if m is not a}
+        for module in [m for m in self.modules() if id(m) not in owned]:
+            if isinstance(module, PopActivation):
+                old = [p for ps in module.run_params for p in ps]
+                states = [old_state.pop(id(p), None) for p in old]
+                mapping = _run_param_slices(module, idx)
+                module.keep(idx)
+                new = [p for ps in module.run_params for p in ps]
+                for p_new, (old_i, local) in zip(new, mapping):
+                    if states[old_i] is not None:
+                        old_state[id(p_new)] = _slice_state(states[old_i], local)
+                continue
+            for name, p in list(module.named_parameters(recurse=False)):
+                new_p = nn.Parameter(p.detach()[idx])
+                st = old_state.pop(id(p), None)
+                if st is not None:
+                    old_state[id(new_p)] = _slice_state(st, idx)
+                setattr(module, name, new_p)
+        self.members = [self.members[i] for i in idx.tolist()]
+        self.ctx.members, self.ctx.K = self.members, len(self.members)
+        if optimizer is not None:
+            params = list(self.parameters())
+            optimizer.param_groups[0]["params"] = params
+            for p in params:
+                if id(p) in old_state and old_state[id(p)] is not None:
+                    optimizer.state[p] = old_state[id(p)]
+
+
+def _run_param_slices(module: PopActivation, idx: torch.Tensor):
+    """For each parameter that survives `module.keep(idx)`: (its index in the old flat list, local rows)."""
+    kept = set(idx.tolist())
+    out, flat = [], 0
+    for (act, a, b), ps in zip(module.runs, module.run_params):
+        local = torch.tensor([k - a for k in range(a, b) if k in kept], dtype=torch.long)
+        for j in range(len(ps)):
+            if len(local):
+                out.append((flat + j, local))
+        flat += len(ps)
+    return out
+
+
+def _slice_state(state: dict, idx: torch.Tensor) -> dict:
+    return {k: (v[idx] if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in state.items()}
