@@ -125,6 +125,8 @@ def evaluate(candidate: Candidate, tasks: Union[None, str, Sequence[str]] = None
     `cache=False` trains the baselines every time.  `progress(task, done, total)` reports member-steps."""
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
     task_list = resolve_tasks([tasks] if isinstance(tasks, str) else tasks)
     baselines = list(dict.fromkeys(baselines))
     for b in baselines:
@@ -147,7 +149,7 @@ def evaluate(candidate: Candidate, tasks: Union[None, str, Sequence[str]] = None
     act = None if screening_reason else make_activation(candidate)
 
     for task in task_list:
-        n_steps = int(steps or task.budget.steps)
+        n_steps = task.budget.steps if steps is None else int(steps)
         t0 = time.perf_counter()
         # baselines always include ReLU: the score is measured against it
         needed = list(dict.fromkeys(["relu", *baselines]))

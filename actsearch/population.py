@@ -69,9 +69,10 @@ class Member:
 class PopulationContext:
     """Per-member generators for initialisation, consumed in layer-creation order."""
 
-    def __init__(self, members: Sequence[Member]):
+    def __init__(self, members: Sequence[Member], fuse_candidates: bool = False):
         self.members = list(members)
         self.K = len(self.members)
+        self.fuse_candidates = fuse_candidates
         self.generators = [torch.Generator().manual_seed(int(m.seed) * 1_000_003 + 17) for m in self.members]
 
     def uniform(self, shape: tuple, bound: float) -> torch.Tensor:
@@ -150,11 +151,16 @@ class PopEmbedding(nn.Module):
 
 class PopActivation(nn.Module):
     """Applies member k's activation to x[k].  Members sharing an activation are contiguous (the
-    population orders them so), and each run of them is one call of the activation; a candidate's
-    learnable parameters are one value per member, broadcast over that member's slice."""
+    population orders them so: built-ins first, then candidates) and each run of them is one call;
+    a candidate's learnable parameters are one value per member, broadcast over that member's slice.
 
-    def __init__(self, ctx: PopulationContext):
+    With `fuse_candidates` the candidates' runs are one PopulationKernel call (one compiled graph for
+    the whole population, actsearch.kernels.population) instead of one fused op per candidate:
+    training pays one compile per population and then a fraction of the per-step cost."""
+
+    def __init__(self, ctx: "PopulationContext"):
         super().__init__()
+        self.fuse_candidates = ctx.fuse_candidates
         self.runs: list[tuple[Activation, int, int]] = []
         start = 0
         for k in range(1, ctx.K + 1):
@@ -165,13 +171,61 @@ class PopActivation(nn.Module):
         for act, a, b in self.runs:
             self.run_params.append(nn.ParameterList(
                 [nn.Parameter(torch.full((b - a,), float(v))) for _, v in act.params]))
+        self._population_kernel = None
+
+    def _fused_runs(self):
+        """(first candidate run index, PopulationKernel) when candidate runs are fused, else None.
+
+        The kernel is built once for the candidate block as it first ran; after members are dropped
+        (`keep`) it keeps serving the survivors, whose rows are scattered into the original layout
+        (the dropped rows are don't-cares), so a rejection never costs a recompile."""
+        cand = [i for i, (act, _, _) in enumerate(self.runs) if act.candidate is not None]
+        if not self.fuse_candidates or not cand or cand != list(range(cand[0], len(self.runs))):
+            return None
+        if self._population_kernel is None:
+            from actsearch.kernels.fused import get_kernel
+            from actsearch.kernels.population import population_kernel
+
+            c0 = self.runs[cand[0]][1]
+            kernels = [get_kernel(self.runs[i][0].candidate) for i in cand]
+            bounds = [(self.runs[i][1] - c0, self.runs[i][2] - c0) for i in cand]
+            self._pk_layout = {self.runs[i][0].key: (self.runs[i][1] - c0, self.runs[i][2] - c0,
+                                                     [float(v) for _, v in self.runs[i][0].params]) for i in cand}
+            self._pk_rows = torch.arange(bounds[-1][1])  # the kernel's row of each current candidate member
+            self._population_kernel = population_kernel(kernels, bounds)
+        return cand[0], self._population_kernel
+
+    def _apply_fused(self, x: torch.Tensor, first_run: int, pk) -> torch.Tensor:
+        from actsearch.kernels.population import population_activation
+
+        c0 = self.runs[first_run][1]
+        xc = x if c0 == 0 else x[c0:]
+        runs = list(zip(self.runs, self.run_params))[first_run:]
+        if len(self._pk_rows) == pk.rows:  # nobody dropped: rows and runs are the kernel's own
+            return population_activation(pk, xc, [p for _, ps in runs for p in ps])
+        rows = self._pk_rows
+        full_x = xc.new_zeros((pk.rows, *xc.shape[1:])).index_put((rows,), xc)
+        current = {act.key: (a - c0, b - c0, ps) for (act, a, b), ps in runs}
+        params = []
+        for key, (a, b, init) in self._pk_layout.items():
+            for j, v in enumerate(init):
+                full = torch.full((b - a,), v, dtype=xc.dtype)
+                if key in current:
+                    start, stop, ps = current[key]
+                    full = full.index_put((rows[start:stop] - a,), ps[j])
+                params.append(full)
+        return population_activation(pk, full_x, params)[rows]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = []
         view = (-1,) + (1,) * (x.dim() - 1)
-        for (act, a, b), ps in zip(self.runs, self.run_params):
+        fused = self._fused_runs()
+        n_eager = fused[0] if fused else len(self.runs)
+        for (act, a, b), ps in zip(self.runs[:n_eager], self.run_params):
             xs = x if len(self.runs) == 1 else x[a:b]
             outs.append(act.fn(xs, *[p.view(view) for p in ps]))
+        if fused:
+            outs.append(self._apply_fused(x, *fused))
         return outs[0] if len(outs) == 1 else torch.cat(outs, 0)
 
     def keep(self, idx: torch.Tensor) -> None:
@@ -186,16 +240,19 @@ class PopActivation(nn.Module):
             runs.append((act, pos, pos + len(local)))
             params.append(nn.ParameterList([nn.Parameter(p.detach()[li]) for p in ps]))
             pos += len(local)
+        if self._population_kernel is not None:  # survivors keep their rows of the kernel's layout
+            c0 = next((a for act, a, _ in self.runs if act.candidate is not None), 0)
+            self._pk_rows = self._pk_rows[[k - c0 for k in sorted(kept) if k >= c0]]
         self.runs, self.run_params = runs, params
 
 
 class PopulationModel(nn.Module):
     """Base of the tasks' models: holds the members and drops members (`keep`) consistently."""
 
-    def __init__(self, members: Sequence[Member]):
+    def __init__(self, members: Sequence[Member], fuse_candidates: bool = False):
         super().__init__()
         self.members = list(members)
-        self.ctx = PopulationContext(self.members)
+        self.ctx = PopulationContext(self.members, fuse_candidates)
 
     def act(self) -> PopActivation:
         return PopActivation(self.ctx)

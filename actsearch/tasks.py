@@ -257,7 +257,7 @@ class TinyTransformer(PopulationModel):
 
 class TinyLM(Task):
     name = "tiny-lm"
-    description = "2-layer transformer (width 64, MLP 256) on a generated order-2 Markov language, AdamW"
+    description = "2-layer transformer (width 64, MLP 256) on a generated order-2 Markov language, Adam"
     n_classes = 32
     budget = Budget(steps=400, batch_size=32, lr=3e-3, check_step=100)
     glu = False

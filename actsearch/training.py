@@ -26,10 +26,11 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from actsearch.population import Member
+from actsearch.population import Member, PopActivation
 from actsearch.tasks import Task
 
 CHECK_EXAMPLES = 512
+FUSE_MIN_STEPS = 200
 EVAL_CHUNK = 512
 
 
@@ -87,13 +88,15 @@ def _accuracy_and_loss(task: Task, model, x: torch.Tensor, y: torch.Tensor) -> t
 
 
 def train_population(task: Task, members: Sequence[Member], steps: Optional[int] = None,
-                     check_step: Optional[int] = None,
+                     check_step: Optional[int] = None, fuse: Optional[bool] = None,
                      progress: Optional[Callable[[int, int], None]] = None) -> list[MemberResult]:
     """Train `members` on `task` for `steps` (default: the task's budget).  `progress(done, total)` is
-    called with member-steps done so far."""
+    called with member-steps done so far.  `fuse` applies all candidates' activations as one compiled
+    population kernel per layer (default: when >= 2 members are candidates and steps >= FUSE_MIN_STEPS);
+    `fuse=False` runs each candidate's own fused op (compiled by its CompilePolicy)."""
     if not members:
         return []
-    steps = int(steps or task.budget.steps)
+    steps = task.budget.steps if steps is None else int(steps)
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
     # The chance check runs at the task's check step when the run goes past it (0 disables it)
@@ -103,12 +106,14 @@ def train_population(task: Task, members: Sequence[Member], steps: Optional[int]
     data = task.data()
     n, bs = len(data.x_train), task.budget.batch_size
 
-    # Members sharing an activation must be contiguous (one activation call per run): sort stably by
-    # first appearance of the activation, remember where each came from.
+    # Members sharing an activation must be contiguous (one activation call per run), and candidates
+    # follow the built-ins (one population kernel for all of them): sort stably by (is a candidate,
+    # first appearance of the activation), remember where each came from.
     first = {}
     for m in members:
         first.setdefault(m.activation.key, len(first))
-    order = sorted(range(len(members)), key=lambda i: first[members[i].activation.key])
+    order = sorted(range(len(members)), key=lambda i: (members[i].activation.candidate is not None,
+                                                       first[members[i].activation.key]))
     pop = [members[i] for i in order]
 
     orders = {}
@@ -118,7 +123,13 @@ def train_population(task: Task, members: Sequence[Member], steps: Optional[int]
     batch_idx = torch.stack([orders[m.seed] for m in pop], 1)  # (steps, K, B)
 
     model = task.build(pop)
-    opt = torch.optim.Adam(model.parameters(), lr=task.budget.lr)
+    n_candidate_members = sum(1 for m in pop if m.activation.candidate is not None)
+    if fuse is None:  # a population compile (~1-3 s) pays for itself over a long run of several members
+        fuse = n_candidate_members >= 2 and steps >= FUSE_MIN_STEPS
+    for module in model.modules():
+        if isinstance(module, PopActivation):
+            module.fuse_candidates = bool(fuse)
+    opt = torch.optim.Adam(model.parameters(), lr=task.budget.lr, foreach=True)
     alive = list(range(len(pop)))          # population position -> index into `pop`
     results: dict[int, MemberResult] = {}
     loss_hist = torch.zeros(steps, len(pop), dtype=torch.float64)

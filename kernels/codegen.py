@@ -58,9 +58,18 @@ class KernelSource:
 
         import torch
 
-        ns: dict = {"torch": torch, "math": math, "__name__": f"actsearch_kernel_{self.candidate_id}"}
+        import sys
+        import types
+
+        # A registered module, not a bare dict: Dynamo resolves a function's globals through
+        # sys.modules[__name__] when it inlines the function into a larger graph (PopulationKernel).
+        name = f"actsearch_kernel_{self.candidate_id}{'_inductor' if inductor else ''}"
+        module = types.ModuleType(name)
+        ns: dict = module.__dict__
+        ns.update({"torch": torch, "math": math})
         src = self.inductor_module if inductor else self.module
         exec(compile(src, f"<actsearch kernel {self.candidate_id}{' inductor' if inductor else ''}>", "exec"), ns)
+        sys.modules.setdefault(name, module)
         return ns
 
 
