@@ -54,7 +54,8 @@ def make_activation(spec: Union[str, Candidate, Activation]) -> Activation:
     from actsearch.kernels.fused import fused_activation, get_kernel
 
     kernel = get_kernel(spec)
-    return Activation(spec.id, spec.formula, lambda x, *p: fused_activation(kernel, x, *p),
+    return Activation(spec.id, spec.formula,
+                      lambda x, *p, compiled=None: fused_activation(kernel, x, *p, compiled=compiled),
                       tuple(spec.params.items()), spec)
 
 
@@ -161,6 +162,7 @@ class PopActivation(nn.Module):
     def __init__(self, ctx: "PopulationContext"):
         super().__init__()
         self.fuse_candidates = ctx.fuse_candidates
+        self.compile_candidates: Optional[bool] = None  # None: each kernel's CompilePolicy decides
         self.runs: list[tuple[Activation, int, int]] = []
         start = 0
         for k in range(1, ctx.K + 1):
@@ -223,7 +225,10 @@ class PopActivation(nn.Module):
         n_eager = fused[0] if fused else len(self.runs)
         for (act, a, b), ps in zip(self.runs[:n_eager], self.run_params):
             xs = x if len(self.runs) == 1 else x[a:b]
-            outs.append(act.fn(xs, *[p.view(view) for p in ps]))
+            ps = [p.view(view) for p in ps]
+            # a few evaluation passes never repay a compile: `compile_candidates = False` then
+            outs.append(act.fn(xs, *ps) if act.candidate is None or self.compile_candidates is None
+                        else act.fn(xs, *ps, compiled=self.compile_candidates))
         if fused:
             outs.append(self._apply_fused(x, *fused))
         return outs[0] if len(outs) == 1 else torch.cat(outs, 0)

@@ -71,6 +71,17 @@ def _member_losses(task: Task, logits: torch.Tensor, y: torch.Tensor) -> torch.T
 def _accuracy_and_loss(task: Task, model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-member accuracy and mean loss on a shared data set x (N, ...), y (N, ...)."""
     K = len(model.members)
+    acts = [m for m in model.modules() if isinstance(m, PopActivation)]
+    for m in acts:  # a handful of calls: not worth compiling a candidate's op for (fused kernels are)
+        m.compile_candidates = False
+    try:
+        return _accuracy_and_loss_chunks(task, model, x, y, K)
+    finally:
+        for m in acts:
+            m.compile_candidates = None
+
+
+def _accuracy_and_loss_chunks(task, model, x, y, K):
     correct = torch.zeros(K, dtype=torch.float64)
     loss = torch.zeros(K, dtype=torch.float64)
     count = 0
@@ -92,7 +103,7 @@ def train_population(task: Task, members: Sequence[Member], steps: Optional[int]
                      progress: Optional[Callable[[int, int], None]] = None) -> list[MemberResult]:
     """Train `members` on `task` for `steps` (default: the task's budget).  `progress(done, total)` is
     called with member-steps done so far.  `fuse` applies all candidates' activations as one compiled
-    population kernel per layer (default: when >= 2 members are candidates and steps >= FUSE_MIN_STEPS);
+    population kernel per layer (default: with >= 2 distinct candidates and steps >= FUSE_MIN_STEPS);
     `fuse=False` runs each candidate's own fused op (compiled by its CompilePolicy)."""
     if not members:
         return []
@@ -123,9 +134,11 @@ def train_population(task: Task, members: Sequence[Member], steps: Optional[int]
     batch_idx = torch.stack([orders[m.seed] for m in pop], 1)  # (steps, K, B)
 
     model = task.build(pop)
-    n_candidate_members = sum(1 for m in pop if m.activation.candidate is not None)
-    if fuse is None:  # a population compile (~1-3 s) pays for itself over a long run of several members
-        fuse = n_candidate_members >= 2 and steps >= FUSE_MIN_STEPS
+    n_candidates = len({m.activation.key for m in pop if m.activation.candidate is not None})
+    if fuse is None:
+        # One graph for several candidates replaces one call (and, on big tensors, one compile) per
+        # candidate; a single candidate gains nothing from it (its own fused op is one call already).
+        fuse = n_candidates >= 2 and steps >= FUSE_MIN_STEPS
     for module in model.modules():
         if isinstance(module, PopActivation):
             module.fuse_candidates = bool(fuse)
