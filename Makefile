@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 # Inductor's compile cache stays inside the project, never the shared default location.
 export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/.cache/inductor
 
-.PHONY: setup test test-all check bench clean
+.PHONY: setup search test test-all check bench clean
 
 setup: $(STAMP)
 
@@ -15,6 +15,15 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q "torch==2.13.0" -e ".[dev]"
 	touch $(STAMP)
+
+# The main job: a small but real search on embedded Ray (swish space, regularized evolution,
+# mnist1d-mlp, 2 seeds, 48 candidates in populations of 8), then the top table and an HTML report.
+SEARCH_RUN ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+SEARCH_ARGS ?= --space swish --strategy evolution --tasks mnist1d-mlp --budget 48 --seeds 2 --batch 8
+
+search: setup
+	$(VENV)/bin/actsearch search $(SEARCH_ARGS) --run-dir $(SEARCH_RUN)
+	$(VENV)/bin/actsearch report $(SEARCH_RUN)
 
 test: setup
 	$(PY) -m pytest -q

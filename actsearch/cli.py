@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import List, Optional
 
@@ -360,6 +361,136 @@ def _print_eval(r: dict) -> None:
         out.print(f"  score {t['score']:+.3f} (improvement over ReLU as a fraction of ReLU's margin over chance "
                   f"{t['chance']:.3f}); {t['wall_s']:.1f} s{extra}")
     out.print(f"[bold]multi-task score {r['score']:+.3f}[/] for {c['canonical']} ({c['id']})")
+
+
+@app.command()
+def search(
+    space: str = typer.Option("swish", "--space", help="Search space: swish, pangaea, tree."),
+    strategy: str = typer.Option("evolution", "--strategy", help="exhaustive, random, evolution, optuna."),
+    tasks: str = typer.Option("mnist1d-mlp", "--tasks", help="Comma-separated tasks, or 'all'."),
+    budget: int = typer.Option(200, "--budget", help="Distinct candidates to evaluate."),
+    seeds: int = typer.Option(2, "--seeds", help="Seeds per candidate (paired with the baselines)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: each task's budget)."),
+    batch: int = typer.Option(8, "--batch", help="Candidates per population (one worker call)."),
+    workers: int = typer.Option(0, "--workers", help="Ray workers (default: one per 2 CPUs)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: embedded Ray)."),
+    run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Run directory (default runs/<space>-<strategy>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
+    objectives: str = typer.Option("score", "--objectives", help="'score' or 'score,cost' (multi-objective)."),
+    seed: int = typer.Option(0, "--seed", help="Strategy seed."),
+    timeout: float = typer.Option(900.0, "--timeout", help="Seconds per population before it is rejected."),
+    executor: str = typer.Option("ray", "--executor", help="ray (default) or local (in-process)."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Search for activations: strategy proposes, workers train populations, the store records everything."""
+    from actsearch.search import SearchConfig, SearchDriver
+    from actsearch.store import StoreError
+
+    run_dir = run_dir or os.path.join("runs", f"{space}-{strategy}")
+    cfg = SearchConfig(space=space, strategy=strategy, tasks=_split(tasks), budget=budget, seeds=seeds, steps=steps,
+                       seed=seed, batch=batch, workers=workers, address=address, objectives=_split(objectives),
+                       timeout_s=timeout, executor=executor)
+    if executor not in ("ray", "local"):
+        raise _fail(f"--executor must be 'ray' or 'local', got {executor!r}")
+    if steps is not None and steps < 1:
+        raise _fail(f"--steps must be >= 1, got {steps}")
+    from rich.live import Live
+
+    live = None if as_json else Live(console=err, refresh_per_second=2, transient=False)
+
+    def show(st):
+        if live is None:
+            return
+        best = st["best"]
+        live.update(f"evaluated [bold]{st['evaluated']}/{st['budget']}[/]  {st['rate_per_min']:.1f}/min  "
+                    f"rejected {st['rejected']}  screened out {st['screened_out']}  "
+                    + (f"best {best['score']:+.3f} {best['formula'][:50]}" if best else ""))
+
+    try:
+        driver = SearchDriver(cfg, run_dir, resume=resume, progress=show)
+        if live:
+            live.start()
+        try:
+            summary = driver.run()
+        finally:
+            if live:
+                live.stop()
+    except (ValueError, StoreError, RuntimeError) as exc:
+        raise _fail(str(exc))
+    if as_json:
+        _json(summary)
+        return
+    out.print(f"{summary['evaluated']} evaluated ({summary['rejected']} rejected in training, "
+              f"{summary['screened_out']} screened out) in {summary['elapsed_s']:.0f} s; run: {run_dir}")
+    _print_top(run_dir, 10)
+
+
+def top_rows(run_dir: str, n: int) -> list[dict]:
+    from actsearch.store import ResultStore
+
+    store = ResultStore(run_dir, create=False)
+    rows = []
+    for r in store.ranked(n):
+        nearest = r["nearest"]
+        novel = nearest["name"] is None or (nearest["distance"] or 0) > NOVEL_DISTANCE
+        tasks = r["report"].get("tasks", {})
+        first = next(iter(tasks.values()), None)
+        ci = first["vs"]["relu"]["ci"] if first and "relu" in first.get("vs", {}) else None
+        rows.append({"id": r["id"], "formula": r["formula"], "canonical": r["canonical"], "params": r["params"],
+                     "score": r["score"], "cost": r["cost"], "ci_vs_relu": ci, "rejected": r["rejected"],
+                     "nearest": nearest, "novel": bool(novel)})
+    store.close()
+    return rows
+
+
+NOVEL_DISTANCE = 0.05  # RMS distance on N(0,1) probes above which a candidate is called novel
+
+
+def _print_top(run_dir: str, n: int) -> None:
+    rows = top_rows(run_dir, n)
+    t = Table(title=f"top {len(rows)} of {run_dir}")
+    for col in ("#", "score", "vs ReLU 95% CI (task 1)", "formula", "nearest known", "id"):
+        t.add_column(col)
+    for i, r in enumerate(rows, 1):
+        near = "novel" if r["novel"] else f"{r['nearest']['name']} ({r['nearest']['distance']:.3f})"
+        ci = f"[{r['ci_vs_relu'][0]:+.3f}, {r['ci_vs_relu'][1]:+.3f}]" if r["ci_vs_relu"] else ""
+        score = f"{r['score']:+.3f}" if r["score"] is not None else "-"
+        t.add_row(str(i), score + (" (rejected)" if r["rejected"] else ""), ci, r["canonical"][:50], near, r["id"])
+    out.print(t)
+
+
+@app.command()
+def top(run_dir: str = typer.Argument(..., help="A run directory."), n: int = typer.Option(10, "--n"),
+        as_json: bool = typer.Option(False, "--json")):
+    """The best candidates of a run: score, CI vs ReLU, nearest known activation or 'novel'."""
+    from actsearch.store import StoreError
+
+    try:
+        rows = top_rows(run_dir, n)
+    except StoreError as exc:
+        raise _fail(str(exc))
+    if as_json:
+        _json(rows)
+        return
+    _print_top(run_dir, n)
+
+
+@app.command()
+def report(run_dir: str = typer.Argument(..., help="A run directory."),
+           output: Optional[str] = typer.Option(None, "-o", "--output", help="HTML file (default RUN_DIR/report.html)."),
+           as_json: bool = typer.Option(False, "--json")):
+    """An HTML report with plots: best-so-far, top-k shapes, Pareto front, rejection reasons."""
+    from actsearch.report import build_report
+    from actsearch.store import StoreError
+
+    try:
+        path = build_report(run_dir, output or os.path.join(run_dir, "report.html"))
+    except StoreError as exc:
+        raise _fail(str(exc))
+    if as_json:
+        _json({"report": os.path.abspath(path)})
+    else:
+        out.print(f"report: {os.path.abspath(path)}")
 
 
 bench_app = typer.Typer(help="Benchmarks that print measured figures (see benchmarks/).", no_args_is_help=True)

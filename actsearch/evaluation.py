@@ -123,6 +123,16 @@ def evaluate(candidate: Candidate, tasks: Union[None, str, Sequence[str]] = None
              progress: Optional[Callable[[str, int, int], None]] = None) -> dict:
     """Train `candidate` and the baselines on each task with seeds 0..seeds-1; see the module docstring.
     `cache=False` trains the baselines every time.  `progress(task, done, total)` reports member-steps."""
+    return evaluate_many([candidate], tasks, seeds, baselines, steps, screen, cache, progress)[0]
+
+
+def evaluate_many(candidates: Sequence[Candidate], tasks: Union[None, str, Sequence[str]] = None, seeds: int = 3,
+                  baselines: Sequence[str] = DEFAULT_BASELINES, steps: Optional[int] = None, screen: bool = True,
+                  cache: Union[BaselineCache, None, bool] = None,
+                  progress: Optional[Callable[[str, int, int], None]] = None) -> list[dict]:
+    """`evaluate` for several candidates at once: per task, every candidate's seeds and the uncached
+    baselines train in ONE population (with >= 2 candidates, one population kernel), and each candidate
+    gets the same report `evaluate` gives.  Results equal evaluating them one by one up to float rounding."""
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     if steps is not None and steps < 1:
@@ -133,20 +143,22 @@ def evaluate(candidate: Candidate, tasks: Union[None, str, Sequence[str]] = None
         make_activation(b)  # unknown names fail before any training
     cache = None if cache is False else (cache if isinstance(cache, BaselineCache) else BaselineCache())
     seed_list = list(range(seeds))
-    out = {"candidate": {"formula": candidate.source or candidate.formula, "canonical": candidate.formula,
-                         "id": candidate.id, "params": dict(candidate.params)},
-           "seeds": seed_list, "baselines": baselines, "versions": versions(),
-           "settings": deterministic_settings(), "screening": None, "tasks": {}}
+    outs, acts = [], []
+    for candidate in candidates:
+        out = {"candidate": {"formula": candidate.source or candidate.formula, "canonical": candidate.formula,
+                             "id": candidate.id, "params": dict(candidate.params)},
+               "seeds": seed_list, "baselines": baselines, "versions": versions(),
+               "settings": deterministic_settings(), "screening": None, "tasks": {}}
+        reason = None
+        if screen:
+            from actsearch.screening import screen_candidate
 
-    screening_reason = None
-    if screen:
-        from actsearch.screening import screen_candidate
-
-        s = screen_candidate(candidate)
-        out["screening"] = s.to_dict()
-        if not s.passed:
-            screening_reason = "screening: " + "; ".join(s.reasons)
-    act = None if screening_reason else make_activation(candidate)
+            sc = screen_candidate(candidate)
+            out["screening"] = sc.to_dict()
+            if not sc.passed:
+                reason = "screening: " + "; ".join(sc.reasons)
+        outs.append(out)
+        acts.append((None, reason) if reason else (make_activation(candidate), None))
 
     for task in task_list:
         n_steps = task.budget.steps if steps is None else int(steps)
@@ -162,39 +174,49 @@ def evaluate(candidate: Candidate, tasks: Union[None, str, Sequence[str]] = None
                     base_results[b][s] = hit
                 else:
                     members.append(Member(make_activation(b), s))
-        if act is not None:
-            members += [Member(act, s) for s in seed_list]
+        n_base_trained = len(members)
+        seen = set()
+        for act, _ in acts:
+            if act is not None and act.key not in seen:
+                seen.add(act.key)
+                members += [Member(act, s) for s in seed_list]
         cb = (lambda done, total, name=task.name: progress(name, done, total)) if progress else None
         trained = train_population(task, members, steps=n_steps, progress=cb) if members else []
-        cand_results: dict[int, MemberResult] = {}
-        for m, r in zip(members, trained):
-            if act is not None and m.activation.key == act.key:
-                cand_results[m.seed] = r
+        by_key: dict[str, dict[int, MemberResult]] = {}
+        for i, (m, r) in enumerate(zip(members, trained)):
+            if i >= n_base_trained:
+                by_key.setdefault(m.activation.key, {})[m.seed] = r
             else:
                 base_results[m.activation.key][m.seed] = r
                 if cache and not r.rejected:
                     cache.put(task, m.activation.key, m.seed, n_steps, r)
-        if act is None:  # failed screening: never trained, scored as chance
-            cand_results = {s: MemberResult(candidate.id, s, task.chance, float("nan"), float("nan"), 0, 0.0,
-                                            rejected=screening_reason) for s in seed_list}
-        cand_acc = [cand_results[s].accuracy for s in seed_list]
-        rejected = next((f"seed {s}: {cand_results[s].rejected}" if act is not None else cand_results[s].rejected
-                         for s in seed_list if cand_results[s].rejected), None)
+        wall = time.perf_counter() - t0
         base_summary = {b: summarize([base_results[b][s].accuracy for s in seed_list]) for b in needed}
         relu_mean = base_summary["relu"]["mean"]
-        out["tasks"][task.name] = {
-            "metric": task.metric, "chance": task.chance, "steps": n_steps,
-            "candidate": summarize(cand_acc),
-            "baselines": {b: base_summary[b] for b in needed if b in baselines or b == "relu"},
-            "vs": {b: paired_comparison(cand_acc, [base_results[b][s].accuracy for s in seed_list]) for b in needed},
-            "rejected": rejected,
-            "score": task_score(statistics.fmean(cand_acc), relu_mean, task.chance),
-            "wall_s": time.perf_counter() - t0,
-            "candidate_wall_s": sum(r.wall_s for r in cand_results.values()),
-            "saved_s": sum(r.saved_s for r in cand_results.values()),
-            "steps_trained": [cand_results[s].steps for s in seed_list],
-            "baselines_cached": sum(1 for b in needed for s in seed_list) - sum(
-                1 for m in members if act is None or m.activation.key != act.key),
-        }
-    out["score"] = statistics.fmean(t["score"] for t in out["tasks"].values())
-    return out
+        for out, (act, reason), candidate in zip(outs, acts, candidates):
+            if act is None:  # failed screening: never trained, scored as chance
+                cand_results = {s: MemberResult(candidate.id, s, task.chance, float("nan"), float("nan"), 0, 0.0,
+                                                rejected=reason) for s in seed_list}
+            else:
+                cand_results = by_key[act.key]
+            cand_acc = [cand_results[s].accuracy for s in seed_list]
+            rejected = next((f"seed {s}: {cand_results[s].rejected}" if act is not None else cand_results[s].rejected
+                             for s in seed_list if cand_results[s].rejected), None)
+            out["tasks"][task.name] = {
+                "metric": task.metric, "chance": task.chance, "steps": n_steps,
+                "candidate": summarize(cand_acc),
+                "baselines": {b: base_summary[b] for b in needed if b in baselines or b == "relu"},
+                "vs": {b: paired_comparison(cand_acc, [base_results[b][s].accuracy for s in seed_list])
+                       for b in needed},
+                "rejected": rejected,
+                "score": task_score(statistics.fmean(cand_acc), relu_mean, task.chance),
+                "wall_s": wall,
+                "candidate_wall_s": sum(r.wall_s for r in cand_results.values()),
+                "saved_s": sum(r.saved_s for r in cand_results.values()),
+                "steps_trained": [cand_results[s].steps for s in seed_list],
+                "baselines_cached": len(needed) * len(seed_list) - n_base_trained,
+                "population": len(members),
+            }
+    for out in outs:
+        out["score"] = statistics.fmean(t["score"] for t in out["tasks"].values())
+    return outs

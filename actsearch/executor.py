@@ -1,0 +1,175 @@
+"""Executors: where populations of candidates are evaluated.  The driver submits batches and waits for
+outcomes; it never learns whether they ran in-process or on a Ray cluster.
+
+  LocalExecutor  in the driver's process, one batch at a time (tests, debugging, `--executor local`)
+  RayExecutor    long-lived Ray actors (EvaluationWorker), one per `workers`, each keeping the task data,
+                 kernels and Inductor's compile cache warm; embedded local Ray by default, or an existing
+                 cluster with `address`.  A batch whose worker dies (process or node) is resubmitted to a
+                 fresh worker (up to `max_retries` times); a batch running past `timeout_s` is recorded as
+                 rejected ("timeout") and its worker replaced.  Ray's own settings (authentication, TLS)
+                 are left as the cluster has them.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import deque
+from typing import Optional
+
+Item = tuple  # (candidate_id, formula, params)
+
+
+def evaluate_items(items: list, tasks: list, seeds: int, steps: Optional[int], baselines: list,
+                   cache_dir: Optional[str], worker: str) -> list:
+    """Evaluate a batch of candidates as one population per task; [(id, report, worker, wall_s)]."""
+    from actsearch.evaluation import BaselineCache, evaluate_many
+    from actsearch.formula import parse_formula
+
+    t0 = time.perf_counter()
+    cands = [parse_formula(formula, params=params or None) for _, formula, params in items]
+    reports = evaluate_many(cands, tasks, seeds=seeds, baselines=baselines, steps=steps, screen=False,
+                            cache=BaselineCache(cache_dir) if cache_dir else None)
+    wall = (time.perf_counter() - t0) / max(1, len(items))
+    return [(cid, rep, worker, wall) for (cid, _, _), rep in zip(items, reports)]
+
+
+def timeout_outcome(items: list, seconds: float, worker: str) -> list:
+    reason = f"timeout: no result within {seconds:.0f} s"
+    return [(cid, {"score": None, "tasks": {}, "seeds": [], "rejected": reason}, worker, seconds)
+            for cid, _, _ in items]
+
+
+def _setup_process(cache_dir: Optional[str], threads: int) -> None:
+    if cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(cache_dir, "inductor"))
+        os.environ.setdefault("ACTSEARCH_CACHE_DIR", cache_dir)
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+class LocalExecutor:
+    capacity = 1
+
+    def __init__(self, config, cache_dir: Optional[str] = None, threads: Optional[int] = None):
+        self.config, self.cache_dir = config, cache_dir
+        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.done: deque = deque()
+        _setup_process(cache_dir, self.threads)
+
+    def submit(self, items: list) -> None:
+        c = self.config
+        self.done.append(evaluate_items(items, c.tasks, c.seeds, c.steps, c.baselines, self.cache_dir,
+                                        f"local:{socket.gethostname()}:{os.getpid()}"))
+
+    def wait(self) -> list:
+        out = list(self.done)
+        self.done.clear()
+        return out
+
+    def shutdown(self) -> None:
+        pass
+
+
+class EvaluationWorker:
+    """A Ray actor: sets up its process once (threads, caches, task data), then evaluates batches."""
+
+    def __init__(self, tasks: list, seeds: int, steps: Optional[int], baselines: list, cache_dir: Optional[str],
+                 threads: int):
+        _setup_process(cache_dir, threads)
+        from actsearch.tasks import resolve_tasks
+
+        for t in resolve_tasks(tasks):
+            t.data()  # generated once per worker, kept warm
+        self.args = (tasks, seeds, steps, baselines, cache_dir)
+        import ray
+
+        ctx = ray.get_runtime_context()
+        self.name = f"{ctx.get_node_id()[:8]}:{os.getpid()}"
+
+    def evaluate(self, items: list) -> list:
+        tasks, seeds, steps, baselines, cache_dir = self.args
+        return evaluate_items(items, tasks, seeds, steps, baselines, cache_dir, self.name)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class RayExecutor:
+    def __init__(self, config, cache_dir: Optional[str] = None, max_retries: int = 3):
+        import ray
+
+        self.ray = ray
+        self.config, self.cache_dir, self.max_retries = config, cache_dir, max_retries
+        self.owns_ray = False
+        if not ray.is_initialized():
+            try:
+                if config.address:
+                    ray.init(address=config.address, log_to_driver=False)
+                else:
+                    ray.init(include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = f"the Ray cluster at {config.address}" if config.address else "an embedded Ray"
+                raise RuntimeError(f"cannot start or reach {where}: {str(exc).splitlines()[0] if str(exc) else exc} "
+                                   f"(is `ray start --head` running there, and is the address HOST:PORT?)") from None
+            self.owns_ray = True
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.n_workers = config.workers or max(1, cpus // 2)
+        self.threads = max(1, cpus // self.n_workers)
+        self.capacity = self.n_workers
+        self.remote_cls = ray.remote(num_cpus=self.threads, max_restarts=0)(EvaluationWorker)
+        self.idle = [self._new_worker() for _ in range(self.n_workers)]
+        self.running: dict = {}  # ref -> (worker, items, t_submit, tries)
+
+    def _new_worker(self):
+        c = self.config
+        return self.remote_cls.remote(c.tasks, c.seeds, c.steps, c.baselines, self.cache_dir, self.threads)
+
+    def submit(self, items: list, tries: int = 0) -> None:
+        worker = self.idle.pop() if self.idle else self._new_worker()
+        ref = worker.evaluate.remote(items)
+        self.running[ref] = (worker, items, time.time(), tries)
+
+    def wait(self) -> list:
+        """Block until at least one batch finishes; returns finished batches' outcomes."""
+        ray = self.ray
+        while True:
+            ready, _ = ray.wait(list(self.running), num_returns=1, timeout=1.0)
+            out = []
+            for ref in ready:
+                worker, items, t0, tries = self.running.pop(ref)
+                try:
+                    out.append(ray.get(ref))
+                    self.idle.append(worker)
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                        ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as exc:
+                    # the worker or its node died: same batch, fresh worker; nothing recorded twice
+                    if tries >= self.max_retries:
+                        raise RuntimeError(f"a batch failed {tries + 1} times on dying workers: {exc}") from None
+                    self.submit(items, tries + 1)
+            now = time.time()
+            for ref, (worker, items, t0, tries) in list(self.running.items()):
+                if now - t0 > self.config.timeout_s:
+                    self.running.pop(ref)
+                    ray.kill(worker)
+                    out.append(timeout_outcome(items, now - t0, "timeout"))
+            if out:
+                return out
+
+    def shutdown(self) -> None:
+        for worker in self.idle:
+            self.ray.kill(worker)
+        for worker, *_ in self.running.values():
+            self.ray.kill(worker)
+        self.idle, self.running = [], {}
+        if self.owns_ray:
+            self.ray.shutdown()
+
+
+def make_executor(config, run_dir: str):
+    cache_dir = os.path.join(os.path.abspath(run_dir), "cache")
+    if config.executor == "local":
+        return LocalExecutor(config, cache_dir)
+    return RayExecutor(config, cache_dir)

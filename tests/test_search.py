@@ -1,0 +1,193 @@
+"""The search driver and the result store, on a synthetic space with a fake executor (fast), plus
+resume after a crash: nothing evaluated twice, nothing lost, exactly the budget in the end."""
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+
+import pytest
+
+import actsearch.search_spaces as spaces_mod
+from actsearch.search import SearchConfig, SearchDriver
+from actsearch.search_spaces.base import SearchSpace
+from actsearch.store import ResultStore, StoreError
+
+
+class RatioSpace(SearchSpace):
+    """x*sigmoid(((a+1)/(b+1))*x): different genomes with equal ratios are the same candidate."""
+
+    name = "ratio-test"
+
+    def sample(self, rng):
+        return [rng.randrange(6), rng.randrange(6)]
+
+    def formula(self, g):
+        return f"x*sigmoid({g[0] + 1}*x/{g[1] + 1})"
+
+    def enumerate(self):
+        return ([a, b] for a in range(6) for b in range(6))
+
+    def size(self):
+        return 36
+
+    def mutate(self, g, rng):
+        g = list(g)
+        i = rng.randrange(2)
+        g[i] = min(5, max(0, g[i] + rng.choice([-1, 1])))
+        return g
+
+    def crossover(self, a, b, rng):
+        return [a[0], b[1]], [b[0], a[1]]
+
+    def suggest(self, trial):
+        return [trial.suggest_int("a", 0, 5), trial.suggest_int("b", 0, 5)]
+
+
+@pytest.fixture(autouse=True)
+def ratio_space(monkeypatch):
+    monkeypatch.setitem(spaces_mod.SPACES, "ratio-test", RatioSpace)
+
+
+def fake_score(formula: str) -> float:
+    # the best slope is 1.5: x*sigmoid(3*x/2)
+    import re
+
+    a, b = map(int, re.findall(r"sigmoid\((\d+)\*x/(\d+)\)", formula)[0])
+    return -abs(a / b - 1.5)
+
+
+class FakeExecutor:
+    """Scores without training; records every candidate it evaluates; can crash after n batches."""
+
+    capacity = 2
+
+    def __init__(self, crash_after=None, log=None):
+        self.queue, self.crash_after, self.batches = [], crash_after, 0
+        self.evaluated = log if log is not None else []
+
+    def submit(self, items):
+        self.queue.append(items)
+
+    def wait(self):
+        if self.crash_after is not None and self.batches >= self.crash_after:
+            raise KeyboardInterrupt("simulated driver death")
+        items = self.queue.pop(0)
+        self.batches += 1
+        out = []
+        for cid, formula, params in items:
+            self.evaluated.append(cid)
+            s = fake_score(formula)
+            out.append((cid, {"score": s, "seeds": [0], "tasks": {"fake": {
+                "candidate": {"mean": s, "std": 0.0, "per_seed": [s]}, "rejected": None, "candidate_wall_s": 0.0,
+                "vs": {"relu": {"diff": s, "ci": [s, s], "verdict": "worse"}}}}}, "fake", 0.0))
+        return [out]
+
+    def shutdown(self):
+        pass
+
+
+def config(**kw):
+    base = dict(space="ratio-test", strategy="evolution", tasks=["digits-cnn"], budget=12, seeds=1, batch=3,
+                executor="local", strategy_options={"population": 6, "tournament": 3})
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def test_search_evaluates_exactly_the_budget_of_distinct_candidates(tmp_path):
+    ex = FakeExecutor()
+    summary = SearchDriver(config(), tmp_path / "run", executor=ex).run()
+    assert summary["evaluated"] == 12
+    assert len(ex.evaluated) == 12 == len(set(ex.evaluated))
+    store = ResultStore(tmp_path / "run")
+    ranked = store.ranked()
+    assert len(ranked) == 12
+    assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
+    assert summary["best"]["score"] == ranked[0]["score"]
+    kinds = [k for k, _, _ in store.events()]
+    assert kinds.count("ask") == kinds.count("tell")  # every ask was answered
+
+
+def test_exhaustive_search_stops_when_the_space_is_exhausted(tmp_path):
+    ex = FakeExecutor()
+    summary = SearchDriver(config(strategy="exhaustive", budget=100, strategy_options={}), tmp_path / "r",
+                           executor=ex).run()
+    # 36 genomes, but only as many distinct slopes (a+1)/(b+1) as there are distinct fractions
+    distinct = len({round((a + 1) / (b + 1), 12) for a in range(6) for b in range(6)})
+    assert summary["evaluated"] == distinct == len(set(ex.evaluated)) == len(ex.evaluated)
+    assert summary["exhausted"]
+
+
+@pytest.mark.parametrize("strategy,options", [("evolution", {"population": 6, "tournament": 3}),
+                                              ("random", {}), ("optuna", {})])
+def test_resume_after_a_crash_repeats_nothing_and_loses_nothing(tmp_path, strategy, options):
+    log: list = []
+    cfg = config(strategy=strategy, strategy_options=options, budget=15)
+    with pytest.raises(KeyboardInterrupt):
+        SearchDriver(cfg, tmp_path / "run", executor=FakeExecutor(crash_after=2, log=log)).run()
+    first = len(log)
+    assert 0 < first < 15
+    with pytest.raises(StoreError, match="--resume"):
+        SearchDriver(cfg, tmp_path / "run", executor=FakeExecutor())
+    summary = SearchDriver(cfg, tmp_path / "run", resume=True, executor=FakeExecutor(log=log)).run()
+    assert summary["evaluated"] == 15
+    assert len(log) == len(set(log)) == 15  # nothing evaluated twice across the two sessions
+    # an uninterrupted run with the same seed proposes the same candidates
+    ref: list = []
+    SearchDriver(cfg, tmp_path / "ref", executor=FakeExecutor(log=ref)).run()
+    if strategy != "optuna":  # TPE's proposals depend on which results had arrived when it was asked
+        assert sorted(ref) == sorted(log)
+
+
+def test_resume_refuses_changed_settings_and_missing_runs(tmp_path):
+    SearchDriver(config(budget=3), tmp_path / "run", executor=FakeExecutor()).run()
+    with pytest.raises(StoreError, match="different settings"):
+        SearchDriver(config(budget=6, seeds=2), tmp_path / "run", resume=True, executor=FakeExecutor())
+    summary = SearchDriver(config(budget=6), tmp_path / "run", resume=True, executor=FakeExecutor()).run()
+    assert summary["evaluated"] == 6  # a larger budget continues the run
+    with pytest.raises(StoreError, match="nothing to resume"):
+        SearchDriver(config(), tmp_path / "none", resume=True, executor=FakeExecutor())
+
+
+def test_bad_configs_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="budget"):
+        SearchDriver(config(budget=0), tmp_path / "a", executor=FakeExecutor())
+    with pytest.raises(ValueError, match="valid strategies"):
+        SearchDriver(config(strategy="nope"), tmp_path / "b", executor=FakeExecutor())
+    with pytest.raises(ValueError, match="unknown task"):
+        SearchDriver(config(tasks=["nope"]), tmp_path / "c", executor=FakeExecutor())
+    with pytest.raises(ValueError):
+        SearchDriver(config(space="nope"), tmp_path / "d", executor=FakeExecutor())
+    assert not (tmp_path / "a").exists()
+
+
+def test_store_round_trip_and_refuses_bad_files(tmp_path):
+    s = ResultStore(tmp_path / "r")
+    s.set_config({"a": 1}, {"torch": "x"})
+    s.record_candidate({"id": "act_1", "formula": "x*sigmoid(x)", "canonical": "x*sigmoid(x)", "params": {},
+                        "genome": [1, [2, "a"]], "screening_passed": True, "nearest_name": "silu",
+                        "nearest_distance": 0.0})
+    rep = {"score": 0.5, "seeds": [0, 1], "tasks": {"t": {"candidate": {"per_seed": [0.9, 0.8]}, "rejected": None,
+                                                           "candidate_wall_s": 2.0}}}
+    s.record_result("act_1", 0.5, rep, cost=2.0, wall_s=1.0, worker="w")
+    s.log_ask([1, [2, "a"]])
+    s.log_tell([1, [2, "a"]], 0.5, "act_1")
+    s.close()
+    s = ResultStore(tmp_path / "r", create=False)
+    assert s.config() == {"a": 1}
+    assert s.candidate("act_1")["genome"] == [1, [2, "a"]]
+    assert s.result("act_1") == {"score": 0.5, "cost": 2.0, "rejected": None, "report": rep}
+    assert s.events() == [("ask", [1, [2, "a"]], None), ("tell", [1, [2, "a"]], 0.5)]
+    assert s.evaluation_count() == 2
+    s.db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    s.close()
+    with pytest.raises(StoreError, match="schema 99"):
+        ResultStore(tmp_path / "r")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "results.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a usable results database"):
+        ResultStore(bad)
+    assert (bad / "results.db").read_bytes() == b"this is not sqlite" * 100  # left untouched
+    with pytest.raises(StoreError, match="does not exist"):
+        ResultStore(tmp_path / "missing", create=False)
