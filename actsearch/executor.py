@@ -121,6 +121,8 @@ class RayExecutor:
         self.capacity = self.n_workers
         self.remote_cls = ray.remote(num_cpus=self.threads, max_restarts=0)(EvaluationWorker)
         self.idle = [self._new_worker() for _ in range(self.n_workers)]
+        self.alive, self.deaths = self.n_workers, 0
+        self.backlog: list = []  # (items, tries) waiting for a free worker
         self.running: dict = {}  # ref -> (worker, items, t_submit, tries)
 
     def _new_worker(self):
@@ -128,14 +130,36 @@ class RayExecutor:
         return self.remote_cls.remote(c.tasks, c.seeds, c.steps, c.baselines, self.cache_dir, self.threads)
 
     def submit(self, items: list, tries: int = 0) -> None:
-        worker = self.idle.pop() if self.idle else self._new_worker()
+        if self.idle:
+            worker = self.idle.pop()
+        elif self._can_add_worker():
+            worker = self._new_worker()
+            self.alive += 1
+        else:  # every worker is busy (a dead one's batch waits for the next free worker)
+            self.backlog.append((items, tries))
+            return
         ref = worker.evaluate.remote(items)
         self.running[ref] = (worker, items, time.time(), tries)
+
+    def _can_add_worker(self) -> bool:
+        """Below the worker count and room for one more on the cluster (a worker that cannot be placed
+        would wait forever), or no worker left at all (then wait for the cluster to grow)."""
+        if self.alive == 0:
+            return True
+        return (self.alive < self.n_workers
+                and self.ray.available_resources().get("CPU", 0) >= self.threads)
+
+    def _replace_dead(self) -> None:
+        if self._can_add_worker():
+            self.alive += 1
+            self.idle.append(self._new_worker())
 
     def wait(self) -> list:
         """Block until at least one batch finishes; returns finished batches' outcomes."""
         ray = self.ray
         while True:
+            while self.backlog and (self.idle or self._can_add_worker()):
+                self.submit(*self.backlog.pop(0))
             ready, _ = ray.wait(list(self.running), num_returns=1, timeout=1.0)
             out = []
             for ref in ready:
@@ -145,15 +169,21 @@ class RayExecutor:
                     self.idle.append(worker)
                 except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                         ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as exc:
-                    # the worker or its node died: same batch, fresh worker; nothing recorded twice
+                    # the worker or its node died: the same batch goes to another worker; nothing is
+                    # recorded for it until a result arrives, so nothing is lost or counted twice
+                    self.alive -= 1
+                    self.deaths += 1
                     if tries >= self.max_retries:
                         raise RuntimeError(f"a batch failed {tries + 1} times on dying workers: {exc}") from None
-                    self.submit(items, tries + 1)
+                    self.backlog.insert(0, (items, tries + 1))
+                    self._replace_dead()
             now = time.time()
             for ref, (worker, items, t0, tries) in list(self.running.items()):
                 if now - t0 > self.config.timeout_s:
                     self.running.pop(ref)
                     ray.kill(worker)
+                    self.alive -= 1
+                    self._replace_dead()
                     out.append(timeout_outcome(items, now - t0, "timeout"))
             if out:
                 return out

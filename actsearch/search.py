@@ -62,9 +62,27 @@ class SearchConfig:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
         self.tasks = [t.name for t in resolve_tasks(self.tasks)]
+        if self.address:
+            check_address(self.address)
         bad = [o for o in self.objectives if o not in ("score", "cost")]
         if bad or not self.objectives or self.objectives[0] != "score":
             raise ValueError(f"--objectives must be 'score' or 'score,cost', got {','.join(self.objectives)}")
+
+
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """Fail fast, before anything is created, when a Ray cluster address is malformed or unreachable
+    (ray.init would retry for minutes)."""
+    import socket
+
+    addr = address.split("://", 1)[-1]
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"--address must be HOST:PORT of a Ray head node (e.g. 10.0.0.5:6379), got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ValueError(f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one there with "
+                         f"`ray start --head --port {port}` or fix --address") from None
 
 
 def candidate_cost(candidate: Candidate) -> float:

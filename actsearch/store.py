@@ -135,13 +135,14 @@ class ResultStore:
         try:
             for task, t in report.get("tasks", {}).items():
                 for seed, acc in zip(report.get("seeds", []), t["candidate"]["per_seed"]):
-                    self.db.execute("INSERT OR REPLACE INTO evaluations VALUES (?,?,?,?,?,?)",
+                    self.db.execute("INSERT INTO evaluations VALUES (?,?,?,?,?,?)",
                                     (candidate_id, task, int(seed), _dumps({"accuracy": acc, "rejected": t["rejected"]}),
                                      t.get("candidate_wall_s", 0.0) / max(1, len(report.get("seeds", [1]))), worker))
             rejected = report.get("rejected") or next(
                 (f"{name}: {t['rejected']}" for name, t in report.get("tasks", {}).items() if t["rejected"]), None)
             n = self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-            self.db.execute("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?)",
+            # plain INSERTs: evaluating a candidate twice is a bug, and fails loudly here
+            self.db.execute("INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?)",
                             (candidate_id, score, cost, rejected, _dumps(report), wall_s, worker, time.time(), n + 1))
             self.db.execute("COMMIT")
         except BaseException:

@@ -3,3 +3,19 @@ from pathlib import Path
 
 # Inductor's compile cache stays inside the project (never the shared default), also for bare pytest runs.
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache" / "inductor"))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """The test session's one Ray instance: a `ray.cluster_utils.Cluster` whose head has 1 CPU, so
+    multi-node tests add (and remove) worker nodes on it.  Started on first use (~3 s)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
