@@ -49,6 +49,39 @@ def load_candidate(formula: str, param: Optional[List[str]]):
         raise CLIError(f"bad formula: {exc}") from None
 
 
+def load_stored_candidate(ref: str):
+    """RUN_DIR:ID -> (candidate, provenance with the run and its scores) from the run's store."""
+    from actsearch.formula import FormulaError, parse_formula
+    from actsearch.store import ResultStore, StoreError
+
+    run_dir, cid = ref.rsplit(":", 1)
+    try:
+        store = ResultStore(run_dir, create=False)
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
+    row, result, cfg = store.candidate(cid), store.result(cid), store.config() or {}
+    store.close()
+    if row is None:
+        raise CLIError(f"no candidate {cid!r} in {run_dir} (see `actsearch top {run_dir}` for ids)")
+    try:
+        cand = parse_formula(row["formula"], params=row["params"] or None)
+    except FormulaError as exc:
+        raise CLIError(f"stored formula of {cid} does not parse: {exc}") from None
+    prov = {"run": f"{os.path.abspath(run_dir)} (space {cfg.get('space')}, strategy {cfg.get('strategy')}, "
+                   f"tasks {', '.join(cfg.get('tasks', []))}, {cfg.get('seeds')} seeds)"}
+    if result is not None:
+        parts = [f"score {result['score']:+.4f}" if result["score"] is not None else "no score"]
+        for task, t in result["report"].get("tasks", {}).items():
+            vs = t.get("vs", {}).get("relu")
+            parts.append(f"{task}: accuracy {t['candidate']['mean']:.4f} +- {t['candidate']['std']:.4f}"
+                         + (f", vs ReLU {vs['diff']:+.4f} [{vs['ci'][0]:+.4f}, {vs['ci'][1]:+.4f}] {vs['verdict']}"
+                            if vs else ""))
+        if result["rejected"]:
+            parts.append(f"rejected: {result['rejected']}")
+        prov["scores"] = "; ".join(parts)
+    return cand, prov
+
+
 def _json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=float) + "\n")
 
@@ -218,7 +251,7 @@ def primitives(as_json: bool = typer.Option(False, "--json", help="Print a JSON 
 
 @app.command()
 def export(
-    formula: str = typer.Argument(..., help="Formula in x (a stored RUN_DIR:ID arrives with the search store)."),
+    formula: str = typer.Argument(..., help="Formula in x, or RUN_DIR:ID of a candidate of a search run."),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="Parameter NAME=VALUE (repeatable)."),
     fmt: str = typer.Option("torch", "--format", "-f", help="torch | triton | sympy | latex"),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
@@ -232,12 +265,16 @@ def export(
     try:
         if fmt not in FORMATS:
             raise CLIError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        cand = load_candidate(formula, param)
+        provenance = None
+        if ":" in formula and os.path.exists(os.path.join(formula.rsplit(":", 1)[0], "results.db")):
+            cand, provenance = load_stored_candidate(formula)
+        else:
+            cand = load_candidate(formula, param)
         screening = screen_candidate(cand)
         if not screening.passed and fmt in ("torch", "triton"):
             raise CLIError("candidate fails screening, refusing to export kernels: " + "; ".join(screening.reasons))
         try:
-            text = export_candidate(cand, fmt, name)
+            text = export_candidate(cand, fmt, name, provenance=provenance)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
         if output:

@@ -191,3 +191,33 @@ def test_store_round_trip_and_refuses_bad_files(tmp_path):
     assert (bad / "results.db").read_bytes() == b"this is not sqlite" * 100  # left untouched
     with pytest.raises(StoreError, match="does not exist"):
         ResultStore(tmp_path / "missing", create=False)
+
+
+def test_top_report_and_export_read_a_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from actsearch.cli import app
+
+    run = tmp_path / "run"
+    SearchDriver(config(budget=6), run, executor=FakeExecutor()).run()
+    runner = CliRunner()
+    r = runner.invoke(app, ["top", str(run), "--n", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert len(rows) == 3
+    assert set(rows[0]) >= {"id", "formula", "canonical", "score", "nearest", "novel"}
+    assert rows[0]["score"] >= rows[1]["score"] >= rows[2]["score"]
+    assert rows[0]["nearest"]["name"] is not None and isinstance(rows[0]["novel"], bool)
+    # x*sigmoid(k*x) is a Swish: the catalog knows it, so it is not novel for k near 1
+    best = rows[0]
+    r = runner.invoke(app, ["export", f"{run}:{best['id']}"])
+    assert r.exit_code == 0, r.output
+    assert best["id"] in r.stdout and "scores: score" in r.stdout and str(run) in r.stdout
+    r = runner.invoke(app, ["export", f"{run}:act_nope"])
+    assert r.exit_code == 2 and "no candidate" in r.output
+    r = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "rep.html"), "--json"])
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "rep.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and best["id"] in html
+    r = runner.invoke(app, ["top", str(tmp_path / "missing")])
+    assert r.exit_code == 2 and "does not exist" in r.output

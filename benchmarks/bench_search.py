@@ -1,0 +1,121 @@
+"""Search benchmarks (issue #5), each measured side by side in one run.
+
+  sample      evaluations needed to find a candidate not significantly worse than SiLU on mnist1d-mlp
+              (paired 95% CI vs SiLU not entirely below 0, not rejected): evolution vs random, median
+              over search seeds
+  throughput  the same candidates (pangaea space, exhaustive order) evaluated by evaluate_many called
+              directly, by the driver in-process, and on embedded Ray with 1 worker x 2 threads and
+              2 workers x 1 thread: candidates per minute and the Ray path's overhead per evaluation
+
+Usage: python benchmarks/bench_search.py [--part sample|throughput|all] [--steps 500] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+
+def first_hit(run_dir: str, baseline: str = "silu"):
+    from actsearch.store import ResultStore
+
+    store = ResultStore(run_dir, create=False)
+    hit = None
+    for r in sorted(store.ranked(), key=lambda r: r["order"]):
+        task = next(iter(r["report"].get("tasks", {}).values()), None)
+        if r["rejected"] is None and task and task["vs"][baseline]["verdict"] != "worse":
+            hit = r["order"]
+            break
+    store.close()
+    return hit
+
+
+def sample_efficiency(search_seeds, budget: int, steps: int, seeds: int, batch: int) -> dict:
+    from actsearch.search import SearchConfig, SearchDriver
+
+    out = {}
+    for strategy, options in (("evolution", {"population": 8, "tournament": 3}), ("random", {})):
+        hits = []
+        for s in search_seeds:
+            run = tempfile.mkdtemp(prefix=f"bench-{strategy}-{s}-")
+            cfg = SearchConfig(space="swish", strategy=strategy, strategy_options=options, tasks=["mnist1d-mlp"],
+                               budget=budget, seeds=seeds, steps=steps, batch=batch, seed=s,
+                               baselines=["relu", "silu"])
+            t0 = time.perf_counter()
+            SearchDriver(cfg, os.path.join(run, "r")).run()
+            hit = first_hit(os.path.join(run, "r"))
+            hits.append({"search_seed": s, "first_hit": hit, "seconds": time.perf_counter() - t0})
+            print(f"{strategy} seed {s}: first candidate not worse than SiLU at evaluation {hit}", flush=True)
+        found = [h["first_hit"] if h["first_hit"] is not None else budget + 1 for h in hits]
+        out[strategy] = {"runs": hits, "median_evaluations": statistics.median(found)}
+    return out
+
+
+def throughput(n: int, steps: int, seeds: int, batch: int) -> dict:
+    import torch
+
+    from actsearch.evaluation import BaselineCache, evaluate_many
+    from actsearch.search import SearchConfig, SearchDriver
+    from actsearch.search_spaces import get_space
+
+    space = get_space("pangaea")
+    from actsearch.screening import screen_candidate
+
+    cands, seen = [], set()
+    for g in space.enumerate():
+        try:
+            c = space.candidate(g)
+        except Exception:  # noqa: BLE001 - invalid genomes are skipped, as the driver does
+            continue
+        if c.id not in seen and screen_candidate(c).passed:
+            seen.add(c.id)
+            cands.append(c)
+        if len(cands) == n:
+            break
+    cache = tempfile.mkdtemp(prefix="bench-cache-")
+    torch.set_num_threads(2)
+    # baselines once, so every variant below measures candidates only
+    evaluate_many(cands[:1], "mnist1d-mlp", seeds=seeds, baselines=["relu"], steps=steps, cache=BaselineCache(cache))
+    rows = {}
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        evaluate_many(cands[i:i + batch], "mnist1d-mlp", seeds=seeds, baselines=["relu"], steps=steps,
+                      cache=BaselineCache(cache))
+    rows["direct evaluate_many"] = time.perf_counter() - t0
+    os.environ["ACTSEARCH_CACHE_DIR"] = cache
+    for label, executor, workers in (("driver, in-process", "local", 0), ("Ray, 1 worker x 2 threads", "ray", 1),
+                                     ("Ray, 2 workers x 1 thread", "ray", 2)):
+        run = tempfile.mkdtemp(prefix="bench-tp-")
+        cfg = SearchConfig(space="pangaea", strategy="exhaustive", tasks=["mnist1d-mlp"], budget=n, seeds=seeds,
+                           steps=steps, batch=batch, workers=workers, executor=executor)
+        t0 = time.perf_counter()
+        SearchDriver(cfg, os.path.join(run, "r")).run()
+        rows[label] = time.perf_counter() - t0
+        print(f"{label}: {rows[label]:.1f} s", flush=True)
+    direct = rows["direct evaluate_many"]
+    return {"candidates": n, "steps": steps, "seeds": seeds, "batch": batch,
+            "seconds": rows, "per_min": {k: 60 * n / v for k, v in rows.items()},
+            "overhead_s_per_evaluation": {k: (v - direct) / n for k, v in rows.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", default="all", choices=["sample", "throughput", "all"])
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--budget", type=int, default=40)
+    ap.add_argument("--search-seeds", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    result = {}
+    if args.part in ("throughput", "all"):
+        result["throughput"] = throughput(16, args.steps, seeds=2, batch=4)
+    if args.part in ("sample", "all"):
+        result["sample"] = sample_efficiency(range(args.search_seeds), args.budget, args.steps, seeds=3, batch=4)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
