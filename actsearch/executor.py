@@ -27,9 +27,17 @@ def evaluate_items(items: list, tasks: list, seeds: int, steps: Optional[int], b
     from actsearch.formula import parse_formula
 
     t0 = time.perf_counter()
-    cands = [parse_formula(formula, params=params or None) for _, formula, params in items]
-    reports = evaluate_many(cands, tasks, seeds=seeds, baselines=baselines, steps=steps, screen=False,
-                            cache=BaselineCache(cache_dir) if cache_dir else None)
+    try:
+        cands = [parse_formula(formula, params=params or None) for _, formula, params in items]
+        reports = evaluate_many(cands, tasks, seeds=seeds, baselines=baselines, steps=steps, screen=False,
+                                cache=BaselineCache(cache_dir) if cache_dir else None)
+    except Exception as exc:  # noqa: BLE001 - a broken candidate is recorded, and the search goes on
+        if len(items) > 1:  # find the culprit: evaluate one by one
+            return [r for item in items
+                    for r in evaluate_items([item], tasks, seeds, steps, baselines, cache_dir, worker)]
+        reason = f"evaluation error: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        return [(items[0][0], {"score": None, "tasks": {}, "seeds": [], "rejected": reason}, worker,
+                 time.perf_counter() - t0)]
     wall = (time.perf_counter() - t0) / max(1, len(items))
     return [(cid, rep, worker, wall) for (cid, _, _), rep in zip(items, reports)]
 

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from actsearch.kernels.codegen import KernelSource
+from actsearch.kernels.codegen import CODEGEN_VERSION, KernelSource
 
 
 def default_cache_dir() -> Path:
@@ -50,7 +50,8 @@ class KernelCache:
         path = self._path(candidate_id)
         try:
             d = json.loads(path.read_text())
-            if d.get("torch") != torch.__version__ or d["source"]["candidate_id"] != candidate_id:
+            if (d.get("torch") != torch.__version__ or d.get("codegen") != CODEGEN_VERSION
+                    or d["source"]["candidate_id"] != candidate_id):
                 return None
             return KernelSource.from_dict(d["source"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -59,7 +60,8 @@ class KernelCache:
     def store(self, source: KernelSource) -> None:
         import torch
 
-        data = json.dumps({"torch": torch.__version__, "source": source.to_dict()}, indent=1)
+        data = json.dumps({"torch": torch.__version__, "codegen": CODEGEN_VERSION, "source": source.to_dict()},
+                          indent=1)
         # atomic replace: concurrent workers never read a half-written entry
         fd, tmp = tempfile.mkstemp(dir=self.kernels, suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
@@ -72,7 +74,7 @@ class KernelCache:
         import torch
 
         cpu = f"{platform.machine()}-{torch.backends.cpu.get_cpu_capability()}"
-        return self.dir / "compiled" / f"torch{torch.__version__}-{cpu}" / candidate_id
+        return self.dir / "compiled" / f"torch{torch.__version__}-{cpu}-g{CODEGEN_VERSION}" / candidate_id
 
     def precompiled(self, candidate_id: str, name: str, signature: tuple, fn, example_args):
         """A compiled function for this signature: loaded from disk, or AOT-compiled now and saved.

@@ -84,9 +84,19 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
     return [f"{s} = {printer.doprint(e)}" for s, e in subs], [printer.doprint(e) for e in reduced]
 
 
+# Bump when generated code changes meaning: it keys the on-disk kernel cache (kernels/cache.py).
+# 2: parameter-only derivatives broadcast instead of torch.full_like(x, <tensor>) (a TypeError).
+CODEGEN_VERSION = 2
+
+
 def _full(expr_src: str, expr: sympy.Expr) -> str:
-    """An expression free of x (a constant derivative) must still have x's shape."""
-    return expr_src if expr.has(X) else f"torch.full_like(x, {expr_src})"
+    """An expression that does not visibly contain x must still have x's shape: a number fills it;
+    anything else (a parameter, or a CSE temporary that may or may not depend on x) broadcasts."""
+    if expr.has(X):
+        return expr_src
+    if expr.is_number:
+        return f"torch.full_like(x, {expr_src})"
+    return f"(torch.zeros_like(x) + ({expr_src}))"
 
 
 def generate_source(candidate: Candidate, groups: int = 32) -> KernelSource:

@@ -115,3 +115,18 @@ def test_fused_training_matches_unfused_and_survives_rejections(one_thread):
     for a, b in zip(again, [f for f in fused if not f.rejected]):
         assert a.accuracy == pytest.approx(b.accuracy, abs=0.01)
         assert a.train_loss == pytest.approx(b.train_loss, rel=2e-3)
+
+
+@pytest.mark.parametrize("formula,params", [("mix(const(beta1), abs(x), beta2)", {"beta1": 1.0, "beta2": 0.5}),
+                                            ("x + beta", {"beta": 0.3}), ("beta*beta2 + x*sigmoid(x)", {"beta": 1.0, "beta2": 2.0})])
+def test_parameter_derivatives_free_of_x_broadcast(formula, params):
+    """d f / d beta that depends on parameters only (not on x) must still broadcast to x's shape:
+    codegen once printed torch.full_like(x, beta2), a TypeError for a tensor parameter."""
+    c = parse_formula(formula, params=params)
+    k = get_kernel(c)
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    ps = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in c.params.values()]
+    assert torch.autograd.gradcheck(lambda x, *p: fused_activation(k, x, *p, compiled=False), (x, *ps))
+    pk = PopulationKernel([k], [(0, 3)])
+    rows = [torch.full((3,), float(v), dtype=torch.float64, requires_grad=True) for v in c.params.values()]
+    assert torch.autograd.gradcheck(lambda x, *p: population_activation(pk, x, p, compiled=False), (x, *rows))

@@ -221,3 +221,23 @@ def test_top_report_and_export_read_a_run(tmp_path):
     assert html.count("data:image/png;base64,") >= 3 and best["id"] in html
     r = runner.invoke(app, ["top", str(tmp_path / "missing")])
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_a_candidate_that_breaks_evaluation_is_recorded_and_the_batch_goes_on(monkeypatch):
+    import actsearch.evaluation as evaluation
+    from actsearch.executor import evaluate_items
+
+    real = evaluation.evaluate_many
+
+    def flaky(cands, *a, **kw):
+        if any("cos" in c.formula for c in cands):
+            raise RuntimeError("kernel exploded")
+        return [{"score": 0.1, "seeds": [0], "tasks": {}} for _ in cands]
+
+    monkeypatch.setattr(evaluation, "evaluate_many", flaky)
+    items = [("a", "x*sigmoid(x)", {}), ("b", "x*cos(x)", {}), ("c", "x*tanh(x)", {})]
+    out = evaluate_items(items, ["digits-cnn"], 1, 10, ["relu"], None, "w")
+    assert [o[0] for o in out] == ["a", "b", "c"]
+    assert out[0][1]["score"] == 0.1 and out[2][1]["score"] == 0.1
+    assert out[1][1]["score"] is None and "kernel exploded" in out[1][1]["rejected"]
+    monkeypatch.setattr(evaluation, "evaluate_many", real)
