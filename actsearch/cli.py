@@ -415,7 +415,7 @@ def search(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
     objectives: str = typer.Option("score", "--objectives", help="'score' or 'score,cost' (multi-objective)."),
     seed: int = typer.Option(0, "--seed", help="Strategy seed."),
-    timeout: float = typer.Option(900.0, "--timeout", help="Seconds per population before it is rejected."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds per candidate before it is rejected as timed out."),
     executor: str = typer.Option("ray", "--executor", help="ray (default) or local (in-process)."),
     as_json: bool = typer.Option(False, "--json"),
 ):

@@ -6,7 +6,8 @@ outcomes; it never learns whether they ran in-process or on a Ray cluster.
                  kernels and Inductor's compile cache warm; embedded local Ray by default, or an existing
                  cluster with `address`.  A batch whose worker dies (process or node) is resubmitted to a
                  fresh worker (up to `max_retries` times); a batch running past `timeout_s` is recorded as
-                 rejected ("timeout") and its worker replaced.  Ray's own settings (authentication, TLS)
+                 rejected ("timeout") and its worker replaced (`timeout_s` is per candidate: a batch
+                 of n candidates gets n times it).  Ray's own settings (authentication, TLS)
                  are left as the cluster has them.
 """
 from __future__ import annotations
@@ -21,8 +22,9 @@ Item = tuple  # (candidate_id, formula, params)
 
 
 def evaluate_items(items: list, tasks: list, seeds: int, steps: Optional[int], baselines: list,
-                   cache_dir: Optional[str], worker: str) -> list:
-    """Evaluate a batch of candidates as one population per task; [(id, report, worker, wall_s)]."""
+                   cache_dir: Optional[str], worker: str, cost: bool = False) -> list:
+    """Evaluate a batch of candidates as one population per task; [(id, report, worker, wall_s)].
+    With `cost`, each report also gets the candidate's measured kernel cost relative to ReLU."""
     from actsearch.evaluation import BaselineCache, evaluate_many
     from actsearch.formula import parse_formula
 
@@ -34,11 +36,16 @@ def evaluate_items(items: list, tasks: list, seeds: int, steps: Optional[int], b
     except Exception as exc:  # noqa: BLE001 - a broken candidate is recorded, and the search goes on
         if len(items) > 1:  # find the culprit: evaluate one by one
             return [r for item in items
-                    for r in evaluate_items([item], tasks, seeds, steps, baselines, cache_dir, worker)]
+                    for r in evaluate_items([item], tasks, seeds, steps, baselines, cache_dir, worker, cost)]
         reason = f"evaluation error: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         return [(items[0][0], {"score": None, "tasks": {}, "seeds": [], "rejected": reason}, worker,
                  time.perf_counter() - t0)]
     wall = (time.perf_counter() - t0) / max(1, len(items))
+    if cost:
+        from actsearch.kernels.bench import kernel_cost
+
+        for c, rep in zip(cands, reports):
+            rep["cost"] = kernel_cost(c)
     return [(cid, rep, worker, wall) for (cid, _, _), rep in zip(items, reports)]
 
 
@@ -70,7 +77,7 @@ class LocalExecutor:
     def submit(self, items: list) -> None:
         c = self.config
         self.done.append(evaluate_items(items, c.tasks, c.seeds, c.steps, c.baselines, self.cache_dir,
-                                        f"local:{socket.gethostname()}:{os.getpid()}"))
+                                        f"local:{socket.gethostname()}:{os.getpid()}", "cost" in c.objectives))
 
     def wait(self) -> list:
         out = list(self.done)
@@ -85,13 +92,14 @@ class EvaluationWorker:
     """A Ray actor: sets up its process once (threads, caches, task data), then evaluates batches."""
 
     def __init__(self, tasks: list, seeds: int, steps: Optional[int], baselines: list, cache_dir: Optional[str],
-                 threads: int):
+                 threads: int, cost: bool = False):
         _setup_process(cache_dir, threads)
         from actsearch.tasks import resolve_tasks
 
         for t in resolve_tasks(tasks):
             t.data()  # generated once per worker, kept warm
         self.args = (tasks, seeds, steps, baselines, cache_dir)
+        self.cost = cost
         import ray
 
         ctx = ray.get_runtime_context()
@@ -99,7 +107,7 @@ class EvaluationWorker:
 
     def evaluate(self, items: list) -> list:
         tasks, seeds, steps, baselines, cache_dir = self.args
-        return evaluate_items(items, tasks, seeds, steps, baselines, cache_dir, self.name)
+        return evaluate_items(items, tasks, seeds, steps, baselines, cache_dir, self.name, self.cost)
 
     def pid(self) -> int:
         return os.getpid()
@@ -135,7 +143,8 @@ class RayExecutor:
 
     def _new_worker(self):
         c = self.config
-        return self.remote_cls.remote(c.tasks, c.seeds, c.steps, c.baselines, self.cache_dir, self.threads)
+        return self.remote_cls.remote(c.tasks, c.seeds, c.steps, c.baselines, self.cache_dir, self.threads,
+                                      "cost" in c.objectives)
 
     def submit(self, items: list, tries: int = 0) -> None:
         if self.idle:
@@ -187,7 +196,7 @@ class RayExecutor:
                     self._replace_dead()
             now = time.time()
             for ref, (worker, items, t0, tries) in list(self.running.items()):
-                if now - t0 > self.config.timeout_s:
+                if now - t0 > self.config.timeout_s * len(items):  # the timeout is per candidate
                     self.running.pop(ref)
                     ray.kill(worker)
                     self.alive -= 1

@@ -41,7 +41,7 @@ class SearchConfig:
     workers: int = 0               # 0: one per 2 CPUs of the machine / cluster
     address: Optional[str] = None  # Ray cluster address; None: embedded local Ray
     objectives: list = field(default_factory=lambda: ["score"])  # or ["score", "cost"]
-    timeout_s: float = 900.0       # per population call
+    timeout_s: float = 300.0       # per candidate (a batch of n gets n times it)
     space_options: dict = field(default_factory=dict)
     strategy_options: dict = field(default_factory=dict)
     baselines: list = field(default_factory=lambda: ["relu"])
@@ -86,23 +86,22 @@ def check_address(address: str, timeout: float = 5.0) -> None:
 
 
 def candidate_cost(candidate: Candidate) -> float:
-    """Static kernel cost relative to ReLU: the registry's per-primitive costs summed over the expression
-    tree (ReLU = max(0, x) costs 1).  A cheap stand-in for measured kernel time in multi-objective runs."""
+    """Static kernel cost relative to ReLU: the registry's per-primitive weighted costs summed over the
+    expression tree (other nodes, + * ** ..., cost 1 per operand joined), divided by ReLU's.  The
+    fallback when no measured cost (kernels.bench.kernel_cost, taken by the worker) came back, e.g.
+    for a timed-out candidate."""
     import sympy
 
     from actsearch.primitives import PRIMITIVES
 
-    costs = {}
-    for p in PRIMITIVES.values():
-        costs.setdefault(p.name, p.cost)
+    costs = {p.name: p.cost.weighted for p in PRIMITIVES.values()}
     total = 0.0
     for node in sympy.preorder_traversal(candidate.expr):
-        if isinstance(node, (sympy.Symbol, sympy.Number)) or node.is_Atom:
+        if node.is_Atom:
             continue
-        name = type(node).__name__.lower()
-        total += float(costs.get(name, 1.0)) * (max(1, len(node.args) - 1) if isinstance(node, (sympy.Add, sympy.Mul)) else 1)
-    relu = 1.0
-    return max(total, 0.0) / relu
+        name = {"Max": "max", "Min": "min"}.get(type(node).__name__, type(node).__name__.lower())
+        total += costs.get(name, max(1, len(node.args) - 1))
+    return max(total, 1.0) / max(costs.get("relu", 1.0), 1.0)
 
 
 def describe_candidate(c: Candidate, genome, screening) -> dict:
@@ -277,7 +276,18 @@ class SearchDriver:
                 ex.shutdown()
         summary = self.status(t_start, started)
         summary["exhausted"] = exhausted
+        if len(cfg.objectives) > 1:
+            summary["pareto"] = self.pareto()
         return summary
+
+    def pareto(self) -> list[dict]:
+        """The Pareto front of (score up, cost down) over the evaluated candidates."""
+        from actsearch.strategies import pareto_front
+
+        rows = [r for r in self.store.ranked() if r["score"] is not None and r["cost"] is not None]
+        front = pareto_front([(r["score"], r["cost"]) for r in rows])
+        return sorted(({"id": rows[i]["id"], "formula": rows[i]["formula"], "score": rows[i]["score"],
+                        "cost": rows[i]["cost"]} for i in front), key=lambda d: d["cost"])
 
     def _record(self, cid: str, report: dict, worker: str, wall: float) -> dict:
         cfg = self.config
@@ -286,8 +296,10 @@ class SearchDriver:
             score = None
         cand = self.store.candidate(cid)
         cost = None
-        if "cost" in cfg.objectives:
-            cost = candidate_cost(self.space.candidate(cand["genome"]))
+        if "cost" in cfg.objectives:  # measured by the worker; the static estimate when it could not be
+            cost = report.get("cost")
+            if cost is None:
+                cost = candidate_cost(self.space.candidate(cand["genome"]))
         self.store.record_result(cid, score, report, cost=cost, wall_s=wall, worker=worker)
         return self.store.result(cid)
 

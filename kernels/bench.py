@@ -56,6 +56,31 @@ def _saved_bytes(run: Callable[[], None]) -> int:
     return sum(seen.values())
 
 
+def kernel_cost(candidate, numel: int = 2**18, reps: int = 7) -> float:
+    """Forward+backward time of a candidate's fused op relative to F.relu's, measured side by side on
+    one fp32 tensor in this process (the search's cost objective).  The op runs uncompiled (the
+    generated eager functions, f' saved in forward): compiling each candidate just to time it would cost
+    ~1 s, and the uncompiled op's time tracks the number and price of the primitives it calls."""
+    import torch
+
+    from actsearch.kernels.fused import fused_activation, get_kernel
+
+    k = get_kernel(candidate)
+    x = torch.randn(numel, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    g = torch.ones(numel)
+    params = [torch.tensor(float(v)) for v in candidate.params.values()]
+
+    def fused():
+        fused_activation(k, x, *params, compiled=False).backward(g)
+        x.grad = None
+
+    def relu():
+        torch.relu(x).backward(g)
+        x.grad = None
+
+    return _timeit(fused, reps) / _timeit(relu, reps)
+
+
 def suite_candidates(n_random: int, seed: int = 3):
     from actsearch.bench_formula import random_screened_candidates
     from actsearch.catalog import load_catalog

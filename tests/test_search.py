@@ -241,3 +241,27 @@ def test_a_candidate_that_breaks_evaluation_is_recorded_and_the_batch_goes_on(mo
     assert out[0][1]["score"] == 0.1 and out[2][1]["score"] == 0.1
     assert out[1][1]["score"] is None and "kernel exploded" in out[1][1]["rejected"]
     monkeypatch.setattr(evaluation, "evaluate_many", real)
+
+
+def test_multi_objective_search_keeps_a_pareto_front(tmp_path):
+    from actsearch.strategies import pareto_front
+
+    cfg = config(strategy="optuna", strategy_options={}, objectives=["score", "cost"], budget=10)
+    summary = SearchDriver(cfg, tmp_path / "run", executor=FakeExecutor()).run()
+    front = summary["pareto"]
+    assert front
+    rows = [r for r in ResultStore(tmp_path / "run").ranked()]
+    assert all(r["cost"] is not None and r["cost"] > 0 for r in rows)
+    idx = pareto_front([(r["score"], r["cost"]) for r in rows])
+    assert {rows[i]["id"] for i in idx} == {p["id"] for p in front}
+
+
+def test_measured_kernel_cost_is_relative_to_relu():
+    import math
+
+    from actsearch.formula import parse_formula
+    from actsearch.kernels.bench import kernel_cost
+
+    for f, p in [("max(0, x)", {}), ("x*sigmoid(beta*x)", {"beta": 1.0})]:
+        c = kernel_cost(parse_formula(f, params=p or None), numel=4096, reps=3)
+        assert math.isfinite(c) and c > 0
