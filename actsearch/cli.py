@@ -433,7 +433,7 @@ def search(
         raise _fail(f"--steps must be >= 1, got {steps}")
     from rich.live import Live
 
-    live = None if as_json else Live(console=err, refresh_per_second=2, transient=False)
+    live = None if as_json else Live(console=err, refresh_per_second=2, transient=True)
 
     def show(st):
         if live is None:
