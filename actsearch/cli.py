@@ -409,7 +409,7 @@ def search(
     seeds: int = typer.Option(2, "--seeds", help="Seeds per candidate (paired with the baselines)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: each task's budget)."),
     batch: int = typer.Option(8, "--batch", help="Candidates per population (one worker call)."),
-    workers: int = typer.Option(0, "--workers", help="Ray workers (default: one per 2 CPUs)."),
+    workers: int = typer.Option(0, "--workers", help="Ray workers (default: one per CPU, one thread each)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: embedded Ray)."),
     run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Run directory (default runs/<space>-<strategy>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),

@@ -2,7 +2,8 @@
 outcomes; it never learns whether they ran in-process or on a Ray cluster.
 
   LocalExecutor  in the driver's process, one batch at a time (tests, debugging, `--executor local`)
-  RayExecutor    long-lived Ray actors (EvaluationWorker), one per `workers`, each keeping the task data,
+  RayExecutor    long-lived Ray actors (EvaluationWorker), `workers` of them (default one per CPU, one thread
+                 each), each keeping the task data,
                  kernels and Inductor's compile cache warm; embedded local Ray by default, or an existing
                  cluster with `address`.  A batch whose worker dies (process or node) is resubmitted to a
                  fresh worker (up to `max_retries` times); a batch running past `timeout_s` is recorded as
@@ -63,6 +64,12 @@ def _setup_process(cache_dir: Optional[str], threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, threads))
+    # A search worker compiles one population kernel per batch for as long as the run lasts; Dynamo's
+    # default of 256 compiled graphs per process would turn later batches uncompiled (slow, correct).
+    import torch._dynamo.config as dynamo_config
+
+    if hasattr(dynamo_config, "accumulated_recompile_limit"):
+        dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 100_000)
 
 
 class LocalExecutor:
@@ -132,7 +139,10 @@ class RayExecutor:
                                    f"(is `ray start --head` running there, and is the address HOST:PORT?)") from None
             self.owns_ray = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.n_workers = config.workers or max(1, cpus // 2)
+        # default: one single-threaded worker per CPU.  Measured (bench_search.py, steady state):
+        # 2 workers x 1 thread evaluate 1.7x as many candidates per minute as 1 worker x 2 threads;
+        # the proxy models are too small to use two threads well.
+        self.n_workers = config.workers or max(1, cpus)
         self.threads = max(1, cpus // self.n_workers)
         self.capacity = self.n_workers
         self.remote_cls = ray.remote(num_cpus=self.threads, max_restarts=0)(EvaluationWorker)

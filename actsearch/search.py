@@ -38,7 +38,7 @@ class SearchConfig:
     steps: Optional[int] = None
     seed: int = 0
     batch: int = 8                 # candidates per population (one worker call)
-    workers: int = 0               # 0: one per 2 CPUs of the machine / cluster
+    workers: int = 0               # 0: one single-threaded worker per CPU of the machine / cluster
     address: Optional[str] = None  # Ray cluster address; None: embedded local Ray
     objectives: list = field(default_factory=lambda: ["score"])  # or ["score", "cost"]
     timeout_s: float = 300.0       # per candidate (a batch of n gets n times it)

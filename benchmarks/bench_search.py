@@ -4,9 +4,10 @@
               (paired 95% CI vs SiLU not entirely below 0, not rejected), and by two stricter criteria
               (mean at least SiLU's; significantly better than ReLU): evolution vs random, median over
               search seeds; a budget + 1 means not found
-  throughput  the same candidates (pangaea space, exhaustive order) evaluated by evaluate_many called
-              directly, by the driver in-process, and on embedded Ray with 1 worker x 2 threads and
-              2 workers x 1 thread: candidates per minute and the Ray path's overhead per evaluation
+  throughput  random pangaea candidates (a different seed per path, so no path reuses another's compiled
+              kernels) evaluated by evaluate_many called directly, by the driver in-process, and on
+              embedded Ray with 1 worker x 2 threads and 2 workers x 1 thread: candidates per minute in
+              all and in steady state (after each worker's first batch, which carries its warm-up)
 
 Usage: python benchmarks/bench_search.py [--part sample|throughput|all] [--steps 500] [--json]
 """
@@ -45,6 +46,18 @@ def first_hit(run_dir: str, criterion: str = "not_worse_than_silu"):
     return hit
 
 
+def steady_rate(run_dir: str, skip: int) -> float:
+    """Candidates per minute from the store's result timestamps, after the first `skip` results (each
+    worker's first batch carries its one-time warm-up)."""
+    import sqlite3
+
+    with sqlite3.connect(os.path.join(run_dir, "results.db")) as con:
+        t = [r[0] for r in con.execute("SELECT finished FROM results ORDER BY finished")]
+    if len(t) <= skip + 1:
+        return float("nan")
+    return 60 * (len(t) - skip) / (t[-1] - t[skip - 1]) if skip else 60 * (len(t) - 1) / (t[-1] - t[0])
+
+
 def sample_efficiency(search_seeds, budget: int, steps: int, seeds: int, batch: int) -> dict:
     from actsearch.search import SearchConfig, SearchDriver
 
@@ -78,40 +91,49 @@ def throughput(n: int, steps: int, seeds: int, batch: int) -> dict:
     space = get_space("pangaea")
     from actsearch.screening import screen_candidate
 
+    # every path gets its own random candidates (different seeds), so none reuses another's compiled
+    # population kernels; the direct path draws them the way the driver does
+    import random
+
+    rng = random.Random(100)
     cands, seen = [], set()
-    for g in space.enumerate():
+    while len(cands) < n:
         try:
-            c = space.candidate(g)
+            c = space.candidate(space.sample(rng))
         except Exception:  # noqa: BLE001 - invalid genomes are skipped, as the driver does
             continue
         if c.id not in seen and screen_candidate(c).passed:
             seen.add(c.id)
             cands.append(c)
-        if len(cands) == n:
-            break
     cache = tempfile.mkdtemp(prefix="bench-cache-")
     torch.set_num_threads(2)
     # baselines once, so every variant below measures candidates only
     evaluate_many(cands[:1], "mnist1d-mlp", seeds=seeds, baselines=["relu"], steps=steps, cache=BaselineCache(cache))
-    rows = {}
+    rows, steady = {}, {}
     t0 = time.perf_counter()
+    stamps = []
     for i in range(0, n, batch):
         evaluate_many(cands[i:i + batch], "mnist1d-mlp", seeds=seeds, baselines=["relu"], steps=steps,
                       cache=BaselineCache(cache))
+        stamps.append(time.perf_counter())
     rows["direct evaluate_many"] = time.perf_counter() - t0
+    # steady state: candidates per minute after the first batch (one-time warm-up excluded)
+    steady["direct evaluate_many"] = 60 * batch * (len(stamps) - 1) / (stamps[-1] - stamps[0])
     os.environ["ACTSEARCH_CACHE_DIR"] = cache
-    for label, executor, workers in (("driver, in-process", "local", 0), ("Ray, 1 worker x 2 threads", "ray", 1),
-                                     ("Ray, 2 workers x 1 thread", "ray", 2)):
+    for seed, (label, executor, workers) in enumerate((("driver, in-process", "local", 0),
+                                                       ("Ray, 1 worker x 2 threads", "ray", 1),
+                                                       ("Ray, 2 workers x 1 thread", "ray", 2)), start=1):
         run = tempfile.mkdtemp(prefix="bench-tp-")
-        cfg = SearchConfig(space="pangaea", strategy="exhaustive", tasks=["mnist1d-mlp"], budget=n, seeds=seeds,
-                           steps=steps, batch=batch, workers=workers, executor=executor)
+        cfg = SearchConfig(space="pangaea", strategy="random", seed=seed, tasks=["mnist1d-mlp"], budget=n,
+                           seeds=seeds, steps=steps, batch=batch, workers=workers, executor=executor)
         t0 = time.perf_counter()
         SearchDriver(cfg, os.path.join(run, "r")).run()
         rows[label] = time.perf_counter() - t0
-        print(f"{label}: {rows[label]:.1f} s", file=sys.stderr, flush=True)
+        steady[label] = steady_rate(os.path.join(run, "r"), skip=batch * max(1, workers))
+        print(f"{label}: {rows[label]:.1f} s, steady {steady[label]:.1f}/min", file=sys.stderr, flush=True)
     direct = rows["direct evaluate_many"]
     return {"candidates": n, "steps": steps, "seeds": seeds, "batch": batch,
-            "seconds": rows, "per_min": {k: 60 * n / v for k, v in rows.items()},
+            "seconds": rows, "per_min": {k: 60 * n / v for k, v in rows.items()}, "steady_per_min": steady,
             "overhead_s_per_evaluation": {k: (v - direct) / n for k, v in rows.items()}}
 
 
@@ -121,11 +143,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--search-seeds", type=int, default=3)
+    ap.add_argument("--candidates", type=int, default=24, help="throughput: candidates evaluated per path")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     result = {}
     if args.part in ("throughput", "all"):
-        result["throughput"] = throughput(16, args.steps, seeds=2, batch=4)
+        result["throughput"] = throughput(args.candidates, args.steps, seeds=2, batch=4)
     if args.part in ("sample", "all"):
         result["sample"] = sample_efficiency(range(args.search_seeds), args.budget, args.steps, seeds=3, batch=4)
     print(json.dumps(result, indent=2))

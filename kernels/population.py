@@ -24,6 +24,7 @@ import torch
 from actsearch.kernels.fused import CompiledKernel
 
 _POPULATION_KERNELS: dict[tuple, "PopulationKernel"] = {}
+MAX_KEPT = 32
 _LOCK = threading.Lock()
 
 
@@ -42,22 +43,26 @@ class PopulationKernel:
         self._fns: dict[bool, Callable] = {}
 
     def _build(self, inductor: bool) -> Callable:
+        """The population's function, as its own generated code object.  Dynamo counts recompiles per
+        code object (8 at most): closures of one shared function would make every new population a
+        "recompile" of the last, and the ninth would fail; a fresh `def` per population does not."""
         fns = [(k._inductor_ns if inductor else k.source.namespace())["forward_with_derivative"]
                for k in self.kernels]
-        bounds, n_params = self.bounds, self.n_params
-
-        def forward_with_derivative(x, *params):
-            ys, ds, i = [], [], 0
-            for f, (a, b), n in zip(fns, bounds, n_params):
-                y, d = f(x[a:b], *params[i:i + n])
-                i += n
-                ys.append(y)
-                ds.append(d)
-            return torch.cat(ys), torch.cat(ds)
-
+        ns: dict = {"torch": torch, **{f"f{i}": f for i, f in enumerate(fns)}}
+        params = [f"p{j}" for j in range(sum(self.n_params))]
+        lines, i = [], 0
+        for r, ((a, b), n) in enumerate(zip(self.bounds, self.n_params)):
+            lines.append(f"    y{r}, d{r} = f{r}(x[{a}:{b}]{''.join(', ' + p for p in params[i:i + n])})")
+            i += n
+        ys, ds = ", ".join(f"y{r}" for r in range(len(fns))), ", ".join(f"d{r}" for r in range(len(fns)))
+        name = f"population_{abs(hash((tuple(k.source.candidate_id for k in self.kernels), tuple(self.bounds))))}"
+        src = "\n".join([f"def {name}(x{''.join(', ' + p for p in params)}):", *lines,
+                          f"    return torch.cat([{ys}]), torch.cat([{ds}])", ""])
+        exec(compile(src, f"<actsearch {name}>", "exec"), ns)  # our own generated code, never user text
+        fn = ns[name]
         if inductor:
-            return torch.compile(forward_with_derivative, dynamic=True, fullgraph=True)
-        return forward_with_derivative
+            return torch.compile(fn, dynamic=True, fullgraph=True)
+        return fn
 
     def forward_with_derivative(self, x: torch.Tensor, *params: torch.Tensor, compiled: bool = True):
         """(f, df/dx) of every run on its rows of x (K, N); params flat in run order, each (b - a, 1)."""
@@ -118,12 +123,16 @@ class FusedPopulationActivation(torch.autograd.Function):
 
 
 def population_kernel(kernels: Sequence[CompiledKernel], bounds: Sequence[tuple[int, int]]) -> PopulationKernel:
-    """The process-wide PopulationKernel for these candidates on these slices (compiled once)."""
+    """The process-wide PopulationKernel for these candidates on these slices (compiled once).  The
+    registry keeps the most recent MAX_KEPT: a long search makes a new population for every batch."""
     key = (tuple(k.source.candidate_id for k in kernels), tuple(map(tuple, bounds)))
     with _LOCK:
-        pk = _POPULATION_KERNELS.get(key)
+        pk = _POPULATION_KERNELS.pop(key, None)
         if pk is None:
-            pk = _POPULATION_KERNELS[key] = PopulationKernel(kernels, bounds)
+            pk = PopulationKernel(kernels, bounds)
+        _POPULATION_KERNELS[key] = pk  # most recent last
+        while len(_POPULATION_KERNELS) > MAX_KEPT:
+            _POPULATION_KERNELS.pop(next(iter(_POPULATION_KERNELS)))
     return pk
 
 

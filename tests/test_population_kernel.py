@@ -130,3 +130,17 @@ def test_parameter_derivatives_free_of_x_broadcast(formula, params):
     pk = PopulationKernel([k], [(0, 3)])
     rows = [torch.full((3,), float(v), dtype=torch.float64, requires_grad=True) for v in c.params.values()]
     assert torch.autograd.gradcheck(lambda x, *p: population_activation(pk, x, p, compiled=False), (x, *rows))
+
+
+def test_many_populations_each_compile_without_hitting_dynamos_recompile_limit():
+    """Dynamo allows 8 compiles per code object; a search makes a new population kernel per batch.
+    Each population has its own generated function, so the 10th population still compiles."""
+    cands = [parse_formula(f) for f in ("x*sigmoid(x)", "x*tanh(x)", "max(x, sin(x))", "x*erf(x)", "x + sin(x)",
+                                        "x*cos(x)", "x*atan(x)", "max(x, tanh(x))", "x*sigmoid(2*x)", "min(x, cos(x))",
+                                        "x*softplus(x)")]
+    kernels = [get_kernel(c) for c in cands]
+    x = torch.randn(2, 64)
+    for i in range(10):
+        pk = PopulationKernel([kernels[i], kernels[i + 1]], [(0, 1), (1, 2)])
+        population_activation(pk, x, [], compiled=True)
+        assert pk.compile_error is None, (i, pk.compile_error)
