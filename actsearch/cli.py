@@ -459,7 +459,7 @@ def search(
         return
     out.print(f"{summary['evaluated']} evaluated ({summary['rejected']} rejected in training, "
               f"{summary['screened_out']} screened out) in {summary['elapsed_s']:.0f} s; run: {run_dir}")
-    _print_top(run_dir, 10)
+    _print_top(run_dir, top_rows(run_dir, 10))
 
 
 def top_rows(run_dir: str, n: int) -> list[dict]:
@@ -483,8 +483,7 @@ def top_rows(run_dir: str, n: int) -> list[dict]:
 NOVEL_DISTANCE = 0.05  # RMS distance on N(0,1) probes above which a candidate is called novel
 
 
-def _print_top(run_dir: str, n: int) -> None:
-    rows = top_rows(run_dir, n)
+def _print_top(run_dir: str, rows: list[dict]) -> None:
     t = Table(title=f"top {len(rows)} of {run_dir}")
     for col in ("#", "score", "vs ReLU 95% CI (task 1)", "formula", "nearest known", "id"):
         t.add_column(col)
@@ -509,7 +508,7 @@ def top(run_dir: str = typer.Argument(..., help="A run directory."), n: int = ty
     if as_json:
         _json(rows)
         return
-    _print_top(run_dir, n)
+    _print_top(run_dir, rows)
 
 
 @app.command()

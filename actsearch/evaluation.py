@@ -205,7 +205,7 @@ def evaluate_many(candidates: Sequence[Candidate], tasks: Union[None, str, Seque
             out["tasks"][task.name] = {
                 "metric": task.metric, "chance": task.chance, "steps": n_steps,
                 "candidate": summarize(cand_acc),
-                "baselines": {b: base_summary[b] for b in needed if b in baselines or b == "relu"},
+                "baselines": dict(base_summary),  # `needed`: ReLU and the requested baselines
                 "vs": {b: paired_comparison(cand_acc, [base_results[b][s].accuracy for s in seed_list])
                        for b in needed},
                 "rejected": rejected,

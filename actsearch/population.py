@@ -233,22 +233,27 @@ class PopActivation(nn.Module):
             outs.append(self._apply_fused(x, *fused))
         return outs[0] if len(outs) == 1 else torch.cat(outs, 0)
 
-    def keep(self, idx: torch.Tensor) -> None:
-        """Keep only the members at `idx` (sorted positions), dropping empty runs."""
+    def keep(self, idx: torch.Tensor) -> list[tuple[nn.Parameter, nn.Parameter, torch.Tensor]]:
+        """Keep only the members at `idx` (sorted positions), dropping empty runs.  Returns (old
+        parameter, its replacement, the rows of it kept) for every surviving parameter, so the caller
+        can slice the optimizer's state the same way."""
         kept = set(idx.tolist())
-        runs, params, pos = [], nn.ModuleList(), 0
+        runs, params, pos, moved = [], nn.ModuleList(), 0, []
         for (act, a, b), ps in zip(self.runs, self.run_params):
             local = [k - a for k in range(a, b) if k in kept]
             if not local:
                 continue
             li = torch.tensor(local)
             runs.append((act, pos, pos + len(local)))
-            params.append(nn.ParameterList([nn.Parameter(p.detach()[li]) for p in ps]))
+            new_ps = [nn.Parameter(p.detach()[li]) for p in ps]
+            moved += [(p, q, li) for p, q in zip(ps, new_ps)]
+            params.append(nn.ParameterList(new_ps))
             pos += len(local)
         if self._population_kernel is not None:  # survivors keep their rows of the kernel's layout
             c0 = next((a for act, a, _ in self.runs if act.candidate is not None), 0)
             self._pk_rows = self._pk_rows[[k - c0 for k in sorted(kept) if k >= c0]]
         self.runs, self.run_params = runs, params
+        return moved
 
 
 class PopulationModel(nn.Module):
@@ -271,14 +276,10 @@ class PopulationModel(nn.Module):
         owned = {id(m) for a in self.modules() if isinstance(a, PopActivation) for m in a.modules() if m is not a}
         for module in [m for m in self.modules() if id(m) not in owned]:
             if isinstance(module, PopActivation):
-                old = [p for ps in module.run_params for p in ps]
-                states = [old_state.pop(id(p), None) for p in old]
-                mapping = _run_param_slices(module, idx)
-                module.keep(idx)
-                new = [p for ps in module.run_params for p in ps]
-                for p_new, (old_i, local) in zip(new, mapping):
-                    if states[old_i] is not None:
-                        old_state[id(p_new)] = _slice_state(states[old_i], local)
+                for p, new_p, rows in module.keep(idx):
+                    st = old_state.pop(id(p), None)
+                    if st is not None:
+                        old_state[id(new_p)] = _slice_state(st, rows)
                 continue
             for name, p in list(module.named_parameters(recurse=False)):
                 new_p = nn.Parameter(p.detach()[idx])
@@ -294,19 +295,6 @@ class PopulationModel(nn.Module):
             for p in params:
                 if id(p) in old_state and old_state[id(p)] is not None:
                     optimizer.state[p] = old_state[id(p)]
-
-
-def _run_param_slices(module: PopActivation, idx: torch.Tensor):
-    """For each parameter that survives `module.keep(idx)`: (its index in the old flat list, local rows)."""
-    kept = set(idx.tolist())
-    out, flat = [], 0
-    for (act, a, b), ps in zip(module.runs, module.run_params):
-        local = torch.tensor([k - a for k in range(a, b) if k in kept], dtype=torch.long)
-        for j in range(len(ps)):
-            if len(local):
-                out.append((flat + j, local))
-        flat += len(ps)
-    return out
 
 
 def _slice_state(state: dict, idx: torch.Tensor) -> dict:

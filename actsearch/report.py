@@ -25,11 +25,12 @@ def _png(fig) -> str:
 
 
 def _reason_code(reason: str) -> str:
-    r = reason.split(":", 1)[-1].strip() if reason.startswith(tuple("abcdefghijklmnopqrstuvwxyz-")) else reason
     for key in ("non-finite", "chance", "timeout", "constant", "linear", "non_finite", "screening"):
         if key in reason:
             return key.replace("_", "-")
-    return r.split(" ")[0][:30]
+    # otherwise the first word of the reason, after a leading lower-case label such as "digits-cnn:"
+    detail = reason.split(":", 1)[-1].strip() if reason.startswith(tuple("abcdefghijklmnopqrstuvwxyz-")) else reason
+    return detail.split(" ")[0][:30]
 
 
 def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:

@@ -109,7 +109,7 @@ def describe_candidate(c: Candidate, genome, screening) -> dict:
 
     nearest = nearest_known(c, k=1) if screening.passed else []
     return {"id": c.id, "formula": c.source or c.formula, "canonical": c.formula, "params": dict(c.params),
-            "genome": genome, "fingerprint": str(c.fingerprint)[:64] if hasattr(c, "fingerprint") else None,
+            "genome": genome, "fingerprint": str(c.fingerprint)[:64],
             "screening_passed": screening.passed, "screening_reason": "; ".join(screening.reasons) or None,
             "nearest_name": nearest[0].name if nearest else None,
             "nearest_distance": float(nearest[0].distance) if nearest else None}
@@ -192,12 +192,12 @@ class SearchDriver:
         if done is not None:  # duplicate of an evaluated candidate: its stored result, no training
             value = self._value(done)
             self.strategy.tell(genome, value)
-            self.store.log_tell(genome, list(value) if isinstance(value, tuple) else value, c.id, note="duplicate")
+            self.store.log_tell(genome, value, c.id, note="duplicate")
             return None
-        if self.store.candidate(c.id) is None:
-            s = screen_candidate(c)
-            self.store.record_candidate(describe_candidate(c, genome, s))
         cand = self.store.candidate(c.id)
+        if cand is None:
+            cand = describe_candidate(c, genome, screen_candidate(c))
+            self.store.record_candidate(cand)
         if not cand["screening_passed"]:
             self.strategy.tell(genome, None)
             self.store.log_tell(genome, None, c.id, note=f"screening: {cand['screening_reason']}")
@@ -216,7 +216,6 @@ class SearchDriver:
         queue = list(self.pending)
         self.pending = []
         exhausted = False
-        best = None
         started = self.store.n_results()
         try:
             while True:
@@ -266,10 +265,7 @@ class SearchDriver:
                 for outcome in ex.wait():
                     inflight_batches -= 1
                     for cid, report, worker, wall in outcome:
-                        result = self._record(cid, report, worker, wall)
-                        self._tell_waiters(cid, result)
-                        if result["score"] is not None and (best is None or result["score"] > best["score"]):
-                            best = {"id": cid, "score": result["score"]}
+                        self._tell_waiters(cid, self._record(cid, report, worker, wall))
                     self.progress(self.status(t_start, started))
         finally:
             if self.executor is None:
@@ -307,13 +303,13 @@ class SearchDriver:
         value = self._value(result)
         for g in self.inflight_ids.pop(cid, []):
             self.strategy.tell(g, value)
-            self.store.log_tell(g, list(value) if isinstance(value, tuple) else value, cid)
+            self.store.log_tell(g, value, cid)
 
     def status(self, t_start: float, started: int) -> dict:
         ranked = self.store.ranked(1)
         n = self.store.n_results()
         el = time.time() - t_start
-        best = ranked[0] if ranked and ranked[0]["rejected"] is None else (ranked[0] if ranked else None)
+        best = ranked[0] if ranked else None  # ranked puts rejected candidates last
         return {"run_dir": self.run_dir, "evaluated": n, "budget": self.config.budget,
                 "rejected": self.store.n_rejected(), "screened_out": self.store.n_screened_out(),
                 "elapsed_s": el, "rate_per_min": 60 * (n - started) / el if el > 0 else 0.0,

@@ -15,7 +15,6 @@ with an error that names the problem and the fix; nothing in an existing run is 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import time
@@ -100,6 +99,7 @@ class ResultStore:
         return cur.lastrowid
 
     def log_tell(self, genome, value, candidate_id: Optional[str] = None, note: Optional[str] = None) -> int:
+        """value: None, a float, or a tuple of floats (stored as a JSON list)."""
         cur = self.db.execute("INSERT INTO events (kind, genome, value, candidate_id, note) VALUES ('tell', ?, ?, ?, ?)",
                               (_dumps(genome), _dumps(value), candidate_id, note))
         return cur.lastrowid
@@ -130,8 +130,7 @@ class ResultStore:
     def record_result(self, candidate_id: str, score: Optional[float], report: dict, cost: Optional[float] = None,
                       wall_s: float = 0.0, worker: str = "") -> None:
         """The evaluation of one candidate: its per-(task, seed) trainings and its summary, atomically."""
-        with_tx = "BEGIN IMMEDIATE"
-        self.db.execute(with_tx)
+        self.db.execute("BEGIN IMMEDIATE")
         try:
             for task, t in report.get("tasks", {}).items():
                 for seed, acc in zip(report.get("seeds", []), t["candidate"]["per_seed"]):
@@ -191,6 +190,3 @@ class ResultStore:
     def close(self) -> None:
         self.db.close()
 
-
-def score_or_none(x) -> Optional[float]:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
