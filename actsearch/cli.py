@@ -566,7 +566,7 @@ def bench_kernels(
 
     n = numel or (2**20 if quick else 4 * 2**20)
     try:
-        r = run_isolated(numel=n, big_numel=None if quick else 64 * 2**20, n_random=6, reps=3 if quick else 5,
+        r = run_isolated(numel=n, big_numel=None if quick else 64 * 2**20, n_random=6, reps=3 if quick else 9,
                          threads=threads, quick=quick, progress=not as_json)
     except RuntimeError as exc:
         raise _fail(str(exc))

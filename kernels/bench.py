@@ -40,6 +40,21 @@ def _timeit(fn: Callable[[], None], reps: int, warmup: int = 1) -> float:
     return 1000 * statistics.median(times)
 
 
+def _timeit_interleaved(fns: dict[str, Callable[[], None]], reps: int, warmup: int = 1) -> dict[str, float]:
+    """Median ms of each function, timed in alternation (a b a b ...): drift in machine load or memory
+    bandwidth during the run falls on all of them alike instead of on whichever was timed second."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+
+
 def _saved_bytes(run: Callable[[], None]) -> int:
     import torch
 
@@ -107,7 +122,7 @@ def _pair(kernel, x, params, grad):
     return eager, fused
 
 
-def run(numel: int = 4 * 2**20, big_numel: Optional[int] = 64 * 2**20, n_random: int = 6, reps: int = 5,
+def run(numel: int = 4 * 2**20, big_numel: Optional[int] = 64 * 2**20, n_random: int = 6, reps: int = 7,
         threads: int = 2, quick: bool = False, cache_dir: Optional[str] = None, progress=None) -> dict:
     cache_dir = cache_dir or tempfile.mkdtemp(prefix="actsearch-bench-")
     # A fresh Inductor cache for this run: "cold" compile times are cold, and the warm-cache check in a
@@ -150,8 +165,8 @@ def run(numel: int = 4 * 2**20, big_numel: Optional[int] = 64 * 2**20, n_random:
         t0 = time.perf_counter()
         fused()  # first call compiles forward and backward
         compile_s.append(time.perf_counter() - t0)
-        eager_ms = _timeit(eager, reps)
-        fused_ms = _timeit(fused, reps)
+        t = _timeit_interleaved({"eager": eager, "fused": fused}, reps)
+        eager_ms, fused_ms = t["eager"], t["fused"]
         rows.append({"formula": c.formula, "id": c.id, "eager_ms": eager_ms, "fused_ms": fused_ms,
                      "speedup": eager_ms / fused_ms, "saved_bytes_eager": _saved_bytes(eager),
                      "saved_bytes_fused": _saved_bytes(fused), "compile_s": compile_s[-1],
@@ -173,7 +188,8 @@ def run(numel: int = 4 * 2**20, big_numel: Optional[int] = 64 * 2**20, n_random:
             xr.grad = None
 
         fused()
-        b_ms, g_ms = _timeit(builtin, reps), _timeit(fused, reps)
+        t = _timeit_interleaved({"builtin": builtin, "generated": fused}, 2 * reps)
+        b_ms, g_ms = t["builtin"], t["generated"]
         builtins.append({"name": name, "builtin_ms": b_ms, "generated_ms": g_ms, "ratio": g_ms / b_ms})
 
     # -- a tensor larger than L3
@@ -185,7 +201,8 @@ def run(numel: int = 4 * 2**20, big_numel: Optional[int] = 64 * 2**20, n_random:
         xb = torch.randn(big_numel).requires_grad_()
         gb = torch.randn(big_numel)
         eager, fused = _pair(k, xb, [torch.tensor(v, requires_grad=True) for v in c.params.values()], gb)
-        e_ms, f_ms = _timeit(eager, max(2, reps // 2)), _timeit(fused, max(2, reps // 2))
+        t = _timeit_interleaved({"eager": eager, "fused": fused}, max(2, reps // 2))
+        e_ms, f_ms = t["eager"], t["fused"]
         big = {"formula": c.formula, "numel": big_numel, "eager_ms": e_ms, "fused_ms": f_ms, "speedup": e_ms / f_ms,
                "saved_bytes_eager": _saved_bytes(eager), "saved_bytes_fused": _saved_bytes(fused)}
         del xb, gb

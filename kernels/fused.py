@@ -160,22 +160,75 @@ def get_kernel(candidate: Candidate, cache: Optional[KernelCache] = None,
     return k
 
 
+def owns_buffer(d: torch.Tensor, *others: torch.Tensor) -> bool:
+    """Whether `d` is a dense buffer of its own, shared with none of `others` (the op's input and
+    output): a compiled or generated function may return its input, or one tensor twice (f = exp)."""
+    if not d.is_contiguous():
+        return False
+    ptr = d.untyped_storage().data_ptr()
+    return all(o.untyped_storage().data_ptr() != ptr for o in others)
+
+
+def grad_times_derivative(grad: torch.Tensor, d: torch.Tensor, owned: bool) -> torch.Tensor:
+    """grad * f'(x) in backward, written into the saved f' buffer when nothing can read it again.
+
+    Backward's output in a fresh buffer costs a write to memory that is not in cache; in place it
+    overwrites f', which it has just read (measured ~1 ms of 4-6 ms for fused fwd+bwd on 4M floats).
+    f' is read again only when the graph is kept (retain_graph / create_graph) - the rule
+    AOTAutograd uses to donate saved buffers - so then the product gets a new buffer."""
+    if (owned and grad.shape == d.shape and grad.dtype == d.dtype and grad.device == d.device
+            and not torch.is_grad_enabled() and not torch._C._autograd._get_current_graph_task_keep_graph()):
+        return d.mul_(grad)
+    return grad * d
+
+
+class _NoSecondDerivative(torch.autograd.Function):
+    """Identity whose backward raises: marks a first derivative computed from a saved f' (without x)."""
+
+    @staticmethod
+    def forward(ctx, t, token):
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("actsearch: this fused activation saved f'(x), not x, so it has no second "
+                           "derivative; for double backward (gradient penalties, Hessian-vector products) "
+                           "build it with save='input' (ActivationModule(..., save='input') or "
+                           "fused_activation(..., save='input'))")
+
+
+def no_second_derivative(t: torch.Tensor) -> torch.Tensor:
+    """t as a graph node that raises when differentiated.  The true first derivative depends on x
+    (through f'), so it must require grad even when grad does not - otherwise a gradient penalty
+    built on it would silently lose the second-order term.  The token makes it require grad."""
+    return _NoSecondDerivative.apply(t, torch.zeros((), requires_grad=True))
+
+
+SAVE_CHOICES = ("auto", "derivative", "input")
+
+
 class FusedActivation(torch.autograd.Function):
     """y = f(x; params) saving one input-sized tensor for backward.
 
-    Without parameters (or with frozen ones), forward computes f and f' in one fused pass and saves
-    f'(x): backward is grad * f', and the forward's compiled graph is the only one (one compile, and
-    shared subexpressions computed once).  With learnable parameters it saves x (and the parameters)
-    and backward recomputes f' and the parameter gradients from them."""
+    save="derivative" (what "auto" picks when no parameter needs a gradient): forward computes f and
+    f' in one fused pass and saves f'(x); backward is grad * f' (written into f''s buffer when the
+    graph is not kept), and the forward's compiled graph is the only one.  Its result has no second
+    derivative (only f' was saved): differentiating it again raises.
+    save="input" (what "auto" picks with learnable parameters): saves x and the parameters; backward
+    recomputes f' and the parameter gradients from them, itself differentiable (double backward)."""
 
     @staticmethod
-    def forward(ctx, kernel: CompiledKernel, use_compiled: bool, x: torch.Tensor, *params: torch.Tensor):
+    def forward(ctx, kernel: CompiledKernel, use_compiled: bool, save: str, x: torch.Tensor,
+                *params: torch.Tensor):
         ctx.kernel, ctx.use_compiled = kernel, use_compiled
-        ctx.saved_derivative = ctx.needs_input_grad[2] and not any(ctx.needs_input_grad[3:])
+        need_params = any(ctx.needs_input_grad[4:])
+        ctx.saved_derivative = save == "derivative" or (save == "auto" and ctx.needs_input_grad[3]
+                                                          and not need_params)
+        ctx.n_params = len(params)
         if ctx.saved_derivative:
             y, d = kernel.forward_with_derivative(x, *params, compiled=use_compiled)
             ctx.save_for_backward(d)
-            ctx.n_params = len(params)
+            ctx.owns_derivative = owns_buffer(d, x, y)
             return y
         ctx.save_for_backward(x, *params)
         return kernel.forward(x, *params, compiled=use_compiled)
@@ -184,22 +237,31 @@ class FusedActivation(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         if ctx.saved_derivative:
             (d,) = ctx.saved_tensors
-            return (None, None, grad * d, *([None] * ctx.n_params))
+            if torch.is_grad_enabled():  # create_graph: grad * f' carries no second derivative
+                return (None, None, None, no_second_derivative(grad * d), *([None] * ctx.n_params))
+            return (None, None, None, grad_times_derivative(grad, d, ctx.owns_derivative),
+                    *([None] * ctx.n_params))
         x, *params = ctx.saved_tensors
-        need_params = any(ctx.needs_input_grad[3:])
+        need_params = any(ctx.needs_input_grad[4:])
         grads = ctx.kernel.backward(x, grad.contiguous(), *params, need_params=need_params,
                                     compiled=ctx.use_compiled)
-        return (None, None, *grads)
+        return (None, None, None, *grads)
 
 
 def fused_activation(candidate_or_kernel, x: torch.Tensor, *params: torch.Tensor,
-                     compiled: Optional[bool] = None, groups: Optional[int] = None) -> torch.Tensor:
-    """Apply a candidate's fused op.  `compiled=None` lets the kernel's CompilePolicy decide."""
+                     compiled: Optional[bool] = None, groups: Optional[int] = None,
+                     save: str = "auto") -> torch.Tensor:
+    """Apply a candidate's fused op.  `compiled=None` lets the kernel's CompilePolicy decide; `save`
+    picks what backward keeps (FusedActivation): "input" for double backward."""
+    if save not in SAVE_CHOICES:
+        raise ValueError(f"save must be one of {SAVE_CHOICES}, got {save!r}")
     kernel = candidate_or_kernel if isinstance(candidate_or_kernel, CompiledKernel) else get_kernel(candidate_or_kernel)
     use = kernel.policy.should_compile(x.numel()) if compiled is None else compiled
     if not kernel.source.has_backward:  # moment ops: autograd differentiates the generated forward
         return kernel.forward(x, *params, compiled=use, **({"groups": groups} if groups else {}))
-    return FusedActivation.apply(kernel, use, x, *params)
+    if save == "derivative" and any(p.requires_grad for p in params):
+        raise ValueError("save='derivative' keeps no parameters for their gradients; use save='auto' or 'input'")
+    return FusedActivation.apply(kernel, use, save, x, *params)
 
 
 class ActivationModule(nn.Module):
@@ -210,8 +272,11 @@ class ActivationModule(nn.Module):
     def __init__(self, candidate: Candidate, channels: Optional[int] = None, channel_dim: int = 1,
                  learnable: bool = True, cache: Optional[KernelCache] = None,
                  policy: CompilePolicy = CompilePolicy(), compiled: Optional[bool] = None,
-                 groups: Optional[int] = None):
+                 groups: Optional[int] = None, save: str = "auto"):
         super().__init__()
+        if save not in SAVE_CHOICES:
+            raise ValueError(f"save must be one of {SAVE_CHOICES}, got {save!r}")
+        self.save = save  # what backward keeps (FusedActivation); "input" supports double backward
         self.groups = groups  # group count of group moments (normalization-activation candidates)
         self.candidate = candidate
         self.channels, self.channel_dim = channels, channel_dim
@@ -234,7 +299,8 @@ class ActivationModule(nn.Module):
         return [p.to(x.dtype).view(shape) for p in ps]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_activation(self.kernel, x, *self._params(x), compiled=self.compiled, groups=self.groups)
+        return fused_activation(self.kernel, x, *self._params(x), compiled=self.compiled, groups=self.groups,
+                                save=self.save)
 
     def extra_repr(self) -> str:
         extra = f", channels={self.channels}" if self.channels else ""

@@ -21,7 +21,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from actsearch.kernels.fused import CompiledKernel
+from actsearch.kernels.fused import CompiledKernel, grad_times_derivative, no_second_derivative, owns_buffer
 
 _POPULATION_KERNELS: dict[tuple, "PopulationKernel"] = {}
 MAX_KEPT = 32
@@ -109,13 +109,17 @@ class FusedPopulationActivation(torch.autograd.Function):
         ctx.need_params = any(ctx.needs_input_grad[3:])
         ctx.n_params = len(params)
         ctx.save_for_backward(d, *((x2, *params) if ctx.need_params else ()))
+        ctx.owns_derivative = owns_buffer(d, x, y)
         return y.view(x.shape)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         d, *rest = ctx.saved_tensors
         g2 = grad.reshape(ctx.shape[0], -1)
-        gx = (g2 * d).view(ctx.shape)
+        if torch.is_grad_enabled():  # create_graph: only f' was saved, so no second derivative
+            gx = no_second_derivative(g2 * d).view(ctx.shape)
+        else:
+            gx = grad_times_derivative(g2, d, ctx.owns_derivative).view(ctx.shape)
         if not ctx.need_params:
             return (None, None, gx, *([None] * ctx.n_params))
         x2, *params = rest

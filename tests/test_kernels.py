@@ -375,3 +375,73 @@ def test_a_failing_precompiled_function_falls_back(tmp_path, monkeypatch):
     ref = x.detach() * torch.sigmoid(x.detach()) + 0.5 * torch.cos(x.detach())
     torch.testing.assert_close(y.detach(), ref, rtol=1e-5, atol=1e-6)
     assert k.compile_error is None  # the plain torch.compile path took over
+
+
+def _saved_storages(run):
+    """data_ptrs of the storages autograd saves while `run()` builds the graph."""
+    ptrs = []
+
+    def pack(t):
+        ptrs.append(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = run()
+    return out, ptrs
+
+
+def test_backward_writes_the_gradient_into_the_saved_derivative():
+    k = get_kernel(parse_formula("x*sigmoid(x)"))
+    x = torch.randn(1000, requires_grad=True)
+    g = torch.randn(1000)
+    y, ptrs = _saved_storages(lambda: fused_activation(k, x, compiled=False))
+    y_before = y.detach().clone()
+    y.backward(g)
+    s = torch.sigmoid(x.detach())
+    torch.testing.assert_close(x.grad, g * s * (1 + x.detach() * (1 - s)))
+    assert ptrs == [x.grad.untyped_storage().data_ptr()]  # f''s buffer became x.grad: no new buffer
+    torch.testing.assert_close(y.detach(), y_before)  # the output is untouched
+
+
+@pytest.mark.parametrize("formula", ["exp(x)", "x**2/2", "x"])
+def test_in_place_backward_never_writes_into_the_input_or_output(formula):
+    # exp: f' is f (CSE returns one tensor twice); x**2/2: f' is x itself; x: f' is a constant fill
+    k = get_kernel(parse_formula(formula))
+    for compiled in (False, True):
+        x = torch.randn(64, requires_grad=True)
+        x0 = x.detach().clone()
+        y = fused_activation(k, x, compiled=compiled)
+        y0 = y.detach().clone()
+        g = torch.randn(64)
+        y.backward(g)
+        torch.testing.assert_close(x.detach(), x0)
+        torch.testing.assert_close(y.detach(), y0)
+        xe = x0.clone().requires_grad_()
+        k.eager_forward(xe).backward(g)
+        torch.testing.assert_close(x.grad, xe.grad)
+
+
+def test_retain_graph_backward_twice_matches_eager():
+    k = get_kernel(parse_formula("x*tanh(softplus(x))"))
+    x = torch.randn(500, requires_grad=True)
+    xe = x.detach().clone().requires_grad_()
+    g = torch.randn(500)
+    y, ye = fused_activation(k, x, compiled=False), k.eager_forward(xe)
+    for _ in range(3):  # f' must survive each backward while the graph is kept
+        y.backward(g, retain_graph=True)
+        ye.backward(g, retain_graph=True)
+    torch.testing.assert_close(x.grad, xe.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_double_backward_raises_for_saved_derivative_and_works_with_saved_input():
+    k = get_kernel(parse_formula("x*sigmoid(x)"))
+    x = torch.randn(20, dtype=torch.float64, requires_grad=True)
+    (gx,) = torch.autograd.grad(fused_activation(k, x, compiled=False).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="no second derivative.*save='input'"):
+        gx.sum().backward()
+    fn = lambda x: fused_activation(k, x, compiled=False, save="input")  # noqa: E731
+    assert torch.autograd.gradgradcheck(fn, (x,))
+    m = ActivationModule(parse_formula("x*sigmoid(beta*x)", params={"beta": 1.0}), compiled=False).double()
+    assert torch.autograd.gradgradcheck(m, (x,))  # learnable parameters: x is saved, twice differentiable
+    with pytest.raises(ValueError, match="save must be one of"):
+        fused_activation(k, x, save="everything")
