@@ -61,10 +61,14 @@ def _data_order(seed: int, n: int, total: int) -> torch.Tensor:
 def _member_losses(task: Task, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy per member: logits (K, B, ..., C), y (K, B, ...) -> (K,)."""
     K, C = logits.shape[0], logits.shape[-1]
-    per = F.cross_entropy(logits.reshape(-1, C), y.reshape(-1), reduction="none",
-                          ignore_index=task.ignore_index).view(K, -1)
-    valid = (y.reshape(K, -1) != task.ignore_index)
-    return per.sum(1) / valid.sum(1).clamp_min(1)
+    flat, target = logits.reshape(-1, C), y.reshape(-1)
+    valid = target != task.ignore_index
+    # cross-entropy as logsumexp - logit of the target: the same value as F.cross_entropy, but ATen's
+    # log_softmax over a last dimension of 10 classes is slow on CPU (measured 350 vs ~100 us forward
+    # on (4800, 10)), and a population pays it every step
+    picked = flat.gather(1, torch.where(valid, target, 0).unsqueeze(1)).squeeze(1)
+    per = torch.where(valid, flat.logsumexp(1) - picked, 0.0).view(K, -1)
+    return per.sum(1) / valid.view(K, -1).sum(1).clamp_min(1)
 
 
 @torch.no_grad()
@@ -142,6 +146,9 @@ def train_population(task: Task, members: Sequence[Member], steps: Optional[int]
     for module in model.modules():
         if isinstance(module, PopActivation):
             module.fuse_candidates = bool(fuse)
+    # foreach, not fused: fused Adam is faster (0.36 vs 0.99 ms per step for the 48-member MLP) but its
+    # vectorized FMA and scalar tail round differently, so a member's weights would depend on where in
+    # the population it sits; foreach's ops are exactly rounded, so a member trains bit-identically alone
     opt = torch.optim.Adam(model.parameters(), lr=task.budget.lr, foreach=True)
     alive = list(range(len(pop)))          # population position -> index into `pop`
     results: dict[int, MemberResult] = {}

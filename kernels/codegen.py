@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import sympy
 
 from actsearch.formula import X, Candidate
+from actsearch.primitives import GUARD_EPS
 from actsearch.kernels.printers import TorchCodePrinter
 
 def _group_moment_source() -> str:
@@ -74,8 +75,21 @@ class KernelSource:
 
 
 def cse(exprs: list[sympy.Expr], prefix: str):
-    """Common subexpressions of a block of expressions (computed once, printed by any printer)."""
-    return sympy.cse(exprs, symbols=sympy.numbered_symbols(prefix), optimizations="basic")
+    """Common subexpressions of a block of expressions (computed once, printed by any printer).
+
+    Constants stay inline: a temporary holding a number (`_b2 = 0.71`, or one built from the guard
+    epsilon) would look like a tensor to the printers, which spell min/max against a constant as a
+    clamp and against a tensor as torch.minimum - torch.minimum(t, 0.71) is a TypeError."""
+    subs, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols(prefix), optimizations="basic")
+    constants: dict = {}
+    kept = []
+    for sym, expr in subs:
+        expr = expr.xreplace(constants)
+        if expr.free_symbols <= {GUARD_EPS}:
+            constants[sym] = expr
+        else:
+            kept.append((sym, expr))
+    return kept, [r.xreplace(constants) for r in reduced]
 
 
 def print_cse(block, printer) -> tuple[list[str], list[str]]:
@@ -86,14 +100,18 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
 
 # Bump when generated code changes meaning: it keys the on-disk kernel cache (kernels/cache.py).
 # 2: parameter-only derivatives broadcast instead of torch.full_like(x, <tensor>) (a TypeError).
-CODEGEN_VERSION = 2
+# 3: constants are never CSE temporaries (min/max against one printed as torch.minimum: a TypeError);
+#    outputs have x's dtype (torch.where of constants has the default dtype).
+CODEGEN_VERSION = 3
 
 
 def _full(expr_src: str, expr: sympy.Expr) -> str:
     """An expression that does not visibly contain x must still have x's shape: a number fills it;
-    anything else (a parameter, or a CSE temporary that may or may not depend on x) broadcasts."""
+    anything else (a parameter, or a CSE temporary that may or may not depend on x) broadcasts.
+    And x's dtype: torch.where(c, 1.0, 0.5) (a step's derivative) is of the default dtype, so an
+    expression made of such terms only is cast (`.to` returns the tensor itself when it matches)."""
     if expr.has(X):
-        return expr_src
+        return f"({expr_src}).to(x.dtype)"
     if expr.is_number:
         return f"torch.full_like(x, {expr_src})"
     return f"(torch.zeros_like(x) + ({expr_src}))"

@@ -61,7 +61,10 @@ class PopulationKernel:
         exec(compile(src, f"<actsearch {name}>", "exec"), ns)  # our own generated code, never user text
         fn = ns[name]
         if inductor:
-            return torch.compile(fn, dynamic=True, fullgraph=True)
+            # Static shapes: training calls it with one shape throughout (evaluation passes run it
+            # uncompiled), and a static graph compiles faster (measured 4.1-4.5 s vs 5.1-5.9 s for 16
+            # candidates) with no symbolic-size arithmetic in the generated loops.
+            return torch.compile(fn, dynamic=False, fullgraph=True)
         return fn
 
     def forward_with_derivative(self, x: torch.Tensor, *params: torch.Tensor, compiled: bool = True):
@@ -73,10 +76,7 @@ class PopulationKernel:
         if not use:
             return fn(x, *params)
         try:
-            # no duck sizing: K x B x H tensors with B == H (100 x 100) would otherwise compile a graph
-            # specialised to B == H and recompile at the first evaluation batch
-            with torch.fx.experimental._config.patch(use_duck_shape=False):
-                return fn(x, *params)
+            return fn(x, *params)
         except Exception as exc:  # noqa: BLE001 - any compiler failure must degrade, not crash
             self.compile_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
             warnings.warn(f"actsearch: compiling a population kernel of {len(self.kernels)} candidates failed "

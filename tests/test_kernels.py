@@ -445,3 +445,31 @@ def test_double_backward_raises_for_saved_derivative_and_works_with_saved_input(
     assert torch.autograd.gradgradcheck(m, (x,))  # learnable parameters: x is saved, twice differentiable
     with pytest.raises(ValueError, match="save must be one of"):
         fused_activation(k, x, save="everything")
+
+
+def test_constants_are_never_cse_temporaries():
+    # CSE used to bind the constant log1p(2 - tanh(2)) to a temporary; min against it then printed as
+    # torch.minimum(tensor, float), a TypeError in forward_with_derivative
+    c = parse_formula("min(expm1(x**2), log1p(2 - tanh(2)))")
+    k = get_kernel(c)
+    x = torch.linspace(-1.5, 1.5, 101, dtype=torch.float64)
+    y, d = k.eager_forward_with_derivative(x)
+    ref = torch.clamp_max(torch.expm1(x * x), float(torch.log1p(2 - torch.tanh(torch.tensor(2.0, dtype=torch.float64)))))
+    torch.testing.assert_close(y, ref)
+    _check_gradients(c)
+
+
+def test_every_generated_function_runs_for_random_candidates():
+    # a broader net than gradcheck's 200: each generated function of 300 other candidates executes
+    for c in random_screened_candidates(300, seed=11):
+        k = get_kernel(c)
+        x = torch.randn(3, 7, dtype=torch.float64)
+        ps = [torch.full((3, 1), float(v), dtype=torch.float64) for v in c.params.values()]
+        y = k.eager_forward(x, *ps)
+        y2, d = k.eager_forward_with_derivative(x, *ps)
+        gx = k.eager_backward_x(x, torch.ones_like(x), *ps)
+        gx2, *gps = k.eager_backward(x, torch.ones_like(x), *ps)
+        assert y.shape == y2.shape == d.shape == gx.shape == gx2.shape == x.shape, c.formula
+        torch.testing.assert_close(y, y2, equal_nan=True, msg=c.formula)
+        torch.testing.assert_close(gx, d, equal_nan=True, msg=c.formula)
+        assert [g.shape for g in gps] == [p.shape for p in ps], c.formula
