@@ -14,6 +14,8 @@ accuracies to float tolerance) so the speed is not bought with a different compu
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from typing import Optional
 
@@ -33,6 +35,9 @@ def bench_candidates(k: int, seed: int = 0):
 
 def run(task: str = "mnist1d-mlp", population: int = 16, seeds: int = 3, steps: Optional[int] = None,
         threads: int = 2, seed: int = 0, progress=None) -> dict:
+    # A fresh Inductor cache for this run: a population compiled by an earlier run would otherwise load
+    # from the FX graph cache and the batched side's compile time would not be a new population's.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="actsearch-bench-train-inductor-")
     import torch
 
     from actsearch.population import Member, make_activation
