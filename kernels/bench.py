@@ -30,14 +30,7 @@ BUILTINS = [("silu", "silu(x)", "silu"), ("gelu", "gelu(x)", "gelu"), ("mish", "
 
 
 def _timeit(fn: Callable[[], None], reps: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    return _timeit_interleaved({"fn": fn}, reps, warmup)["fn"]
 
 
 def _timeit_interleaved(fns: dict[str, Callable[[], None]], reps: int, warmup: int = 1) -> dict[str, float]:

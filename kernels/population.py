@@ -21,7 +21,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from actsearch.kernels.fused import CompiledKernel, grad_times_derivative, no_second_derivative, owns_buffer
+from actsearch.kernels.fused import CompiledKernel, grad_times_derivative, owns_buffer
 
 _POPULATION_KERNELS: dict[tuple, "PopulationKernel"] = {}
 MAX_KEPT = 32
@@ -116,10 +116,7 @@ class FusedPopulationActivation(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         d, *rest = ctx.saved_tensors
         g2 = grad.reshape(ctx.shape[0], -1)
-        if torch.is_grad_enabled():  # create_graph: only f' was saved, so no second derivative
-            gx = no_second_derivative(g2 * d).view(ctx.shape)
-        else:
-            gx = grad_times_derivative(g2, d, ctx.owns_derivative).view(ctx.shape)
+        gx = grad_times_derivative(g2, d, ctx.owns_derivative).view(ctx.shape)
         if not ctx.need_params:
             return (None, None, gx, *([None] * ctx.n_params))
         x2, *params = rest
