@@ -582,7 +582,8 @@ def bench_kernels(
                   f"{row['compile_s']:.2f}")
     out.print(t)
     out.print(f"median speedup {r['median_speedup']:.2f}x (min {r['min_speedup']:.2f}x); copy bandwidth "
-              f"{r['bandwidth_GBps']:.1f} GB/s -> bound {r['bound_ms']:.2f} ms per fused fwd+bwd")
+              f"{r['bandwidth_GBps']:.1f} GB/s in cache, {r['bandwidth_cold_GBps']:.1f} GB/s from DRAM -> bound "
+              f"{r['bound_ms']:.2f} / {r['bound_cold_ms']:.2f} ms per fused fwd+bwd")
     for b in r["builtins"]:
         out.print(f"  generated {b['name']}: {b['generated_ms']:.2f} ms vs torch {b['builtin_ms']:.2f} ms "
                   f"(ratio {b['ratio']:.2f})")

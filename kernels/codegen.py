@@ -12,12 +12,14 @@ only and are differentiated by autograd (see fused.py).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 import sympy
 
 from actsearch.formula import X, Candidate
 from actsearch.primitives import GUARD_EPS
+from actsearch.kernels import fast_math
 from actsearch.kernels.printers import TorchCodePrinter
 
 def _group_moment_source() -> str:
@@ -102,7 +104,8 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
 # 2: parameter-only derivatives broadcast instead of torch.full_like(x, <tensor>) (a TypeError).
 # 3: constants are never CSE temporaries (min/max against one printed as torch.minimum: a TypeError);
 #    outputs have x's dtype (torch.where of constants has the default dtype).
-CODEGEN_VERSION = 3
+# 4: the Inductor module spells i0e, i1e and erfc with kernels/fast_math.py (float32).
+CODEGEN_VERSION = 4
 
 
 def _full(expr_src: str, expr: sympy.Expr) -> str:
@@ -160,4 +163,9 @@ def _module(candidate: Candidate, groups: int, blocks: dict, printer: TorchCodeP
         body, (y, d) = print_cse(blocks["forward_with_derivative"], printer)
         lines += [f"def forward_with_derivative({sig}):", *[f"    {b}" for b in body],
                   f"    return {_full(y, f)}, {_full(d, dx)}", ""]
-    return "\n".join(lines)
+    src = "\n".join(lines)
+    if re.search(rf"(?<![\w.])({'|'.join(fast_math.CALLABLE)})\(", src):
+        head, sep, rest = src.partition("import torch\n")
+        src = (head + sep + "\n# kernels/fast_math.py: fusible spellings of functions Inductor compiles to scalar"
+               " code\n" + fast_math.embedded_source() + "\n" + rest)
+    return src

@@ -1,8 +1,8 @@
 """Fused activation ops: a custom autograd.Function over generated, torch.compile'd forward/backward.
 
-Only the input and the parameters are saved for backward (backward recomputes f' from x), so an
-activation costs one input-sized tensor of activation memory, not one per intermediate as eager
-autograd does.  Forward and backward are each compiled with `torch.compile(dynamic=True,
+One input-sized tensor is saved for backward - f'(x), computed in the forward's pass, or with
+learnable parameters (or save="input") x and the parameters, from which backward recomputes f' - so
+an activation costs one tensor of activation memory, not one per intermediate as eager autograd does.  Forward and backward are each compiled with `torch.compile(dynamic=True,
 fullgraph=True)` (Inductor: fused C++/OpenMP loops on CPU, Triton on GPU), so new batch sizes do not
 recompile.  A compile failure falls back to the uncompiled generated functions with a recorded
 warning (`kernel.compile_error`) - still correct, just slower.

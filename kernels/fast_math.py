@@ -1,0 +1,157 @@
+"""Vectorizable torch spellings of functions Inductor compiles to slow code on CPU.
+
+Inductor lowers torch.special.i0e / i1e and torch.erfc to scalar (per-element) C++ calls: measured on
+4M fp32 elements, 2 threads, i0e 52 ms, i1e 26 ms, erfc 6.0 ms, against 0.7 ms for a copy and 0.8 ms
+for exp.  Spelled here as arithmetic on tensors, Inductor fuses and vectorizes them (i0e/i1e ~2 ms,
+erfc 2.6 ms).  Only the Inductor spelling uses them (TorchCodePrinter(inductor=True)); eager code,
+exports and float64 tests keep torch's functions, and tests/test_fast_math.py bounds the error of
+every function here against scipy in float32 and float64.
+
+Bessel, Cephes' split at |x| = 8: below, the power series of I0(x) and I1(x)/x times e^-|x| (positive
+terms, no cancellation); above, Chebyshev series in s = 16/|x| - 1 of sqrt|x| i0e(x) and sqrt|x| i1e(|x|),
+interpolated from scipy by `fit_coefficients` (a test checks the literals against a fresh fit).
+Compiling them costs time (a candidate with i1e, whose derivative needs i0e too, compiles in ~4 s
+instead of ~1 s) but each call is ~6x faster, so the fused op repays it within ~40 calls.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+# `fit_coefficients()` output: Chebyshev coefficients (numpy's convention: f = sum c_k T_k).
+I0E_OUTER = (
+    0.40224520550705467, 0.0033691164782559957, 6.88975834673311e-05, 2.891370517044134e-06,
+    2.0489186851047058e-07, 2.266673142760833e-08, 3.3962168022316774e-09, 4.936749509187877e-10,
+    1.1171441549606697e-11, -2.9704960713416995e-11,
+)
+I1E_OUTER = (
+    0.38928811750913983, -0.009761097491361781, -0.00011058893876074727, -3.88256480507998e-06,
+    -2.5122363421781203e-07, -2.6314731210296676e-08, -3.835359180248688e-09, -5.585660045603902e-10,
+    -1.8254769917902536e-11, 3.0490410196648555e-11,
+)
+
+def fit_coefficients(degree: int = 9) -> dict[str, tuple[float, ...]]:
+    """Chebyshev interpolants of sqrt(x) i0e(x) and sqrt(x) i1e(x) in s = 16/x - 1, x > 8 (needs numpy
+    and scipy; not called at run time: a test checks the literals above against a fresh fit)."""
+    import numpy as np
+    import scipy.special as sps
+    from numpy.polynomial import chebyshev as C
+
+    def outer(fn):
+        def g(s):  # s -> -1 is x -> inf, where both tend to 1/sqrt(2 pi)
+            s = np.asarray(s, float)
+            x = 16.0 / np.maximum(s + 1.0, 1e-300)
+            return np.where(s <= -1.0, 1.0 / np.sqrt(2 * np.pi), fn(x) * np.sqrt(x))
+        return g
+
+    fits = {"I0E_OUTER": C.chebinterpolate(outer(sps.i0e), degree),
+            "I1E_OUTER": C.chebinterpolate(outer(sps.i1e), degree)}
+    return {k: tuple(float(c) for c in v) for k, v in fits.items()}
+
+
+# Power series for x <= 8: I0(x) = sum y^k/(k!)^2, I1(x)/x = 1/2 sum y^k/(k!(k+1)!), y = x^2/4.  All
+# terms are positive (no cancellation); 16 terms leave a truncation error of 1e-10 at x = 8.
+I0_SERIES = tuple(1.0 / math.factorial(k) ** 2 for k in range(16))
+I1_SERIES = tuple(0.5 / (math.factorial(k) * math.factorial(k + 1)) for k in range(16))
+
+
+def _is_low_precision(u: torch.Tensor) -> bool:
+    return u.dtype in (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _chebyshev(t: torch.Tensor, coeffs: tuple) -> torch.Tensor:
+    """sum_k c_k T_k(t) by Clenshaw's recurrence (t in [-1, 1])."""
+    b1 = b2 = None
+    t2 = 2.0 * t
+    for c in reversed(coeffs[1:]):
+        if b1 is None:
+            b1, b2 = t2 * 0.0 + c, 0.0
+        else:
+            b1, b2 = t2 * b1 - b2 + c, b1
+    if b1 is None:
+        return t * 0.0 + coeffs[0]
+    return t * b1 - b2 + coeffs[0]
+
+
+def _outer(z: torch.Tensor):
+    zs = torch.clamp_min(z, 8.0)
+    return 16.0 / zs - 1.0, zs
+
+
+def _horner(y: torch.Tensor, coeffs: tuple) -> torch.Tensor:
+    out = y * coeffs[-1] + coeffs[-2]
+    for c in reversed(coeffs[:-2]):
+        out = out * y + c
+    return out
+
+
+def _inner(z: torch.Tensor, series: tuple) -> torch.Tensor:
+    """e^-z times a power series in y = z^2/4, for 0 <= z <= 8 (clamped: the branch torch.where
+    discards must stay finite, a NaN there would poison autograd)."""
+    z = torch.clamp_max(z, 8.0)
+    return _horner(0.25 * z * z, series) * torch.exp(-z)
+
+
+def bessel_i0e(u: torch.Tensor) -> torch.Tensor:
+    if not _is_low_precision(u):
+        return torch.special.i0e(u)
+    z = torch.abs(u)
+    s, zs = _outer(z)
+    return torch.where(z <= 8.0, _inner(z, I0_SERIES), _chebyshev(s, I0E_OUTER) * torch.rsqrt(zs))
+
+
+def bessel_i1e_over_x(u: torch.Tensor) -> torch.Tensor:
+    """i1e(x)/x, 1/2 at 0 (even)."""
+    if not _is_low_precision(u):
+        return torch.where(u == 0, 0.5, torch.special.i1e(u) / torch.where(u == 0, 1.0, u))
+    z = torch.abs(u)
+    s, zs = _outer(z)
+    return torch.where(z <= 8.0, _inner(z, I1_SERIES), _chebyshev(s, I1E_OUTER) * torch.rsqrt(zs) / zs)
+
+
+def bessel_i1e(u: torch.Tensor) -> torch.Tensor:
+    if not _is_low_precision(u):
+        return torch.special.i1e(u)
+    z = torch.abs(u)
+    s, zs = _outer(z)
+    # the outer branch is not u * (i1e(x)/x): at u = inf that is inf * 0
+    return torch.where(z <= 8.0, u * _inner(z, I1_SERIES), _chebyshev(s, I1E_OUTER) * torch.rsqrt(zs) * torch.sign(u))
+
+
+# Numerical Recipes' erfcc (Chebyshev fit, fractional error < 1.2e-7 in exact arithmetic)
+ERFC_COEFFS = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398,
+               1.48851587, -0.82215223, 0.17087277)
+
+
+def erfc(u: torch.Tensor) -> torch.Tensor:
+    """erfc for float32 (and lower) as exp(-z^2 + P(t)) t, t = 1/(1 + z/2); float64 keeps torch.erfc,
+    whose accuracy the fit (1.2e-7) does not reach."""
+    if not _is_low_precision(u):
+        return torch.special.erfc(u)
+    z = torch.clamp_max(torch.abs(u), 16.0)  # erfc(10.1) underflows already; keeps the split below finite
+    t = 1.0 / (1.0 + 0.5 * z)
+    p = ERFC_COEFFS[-1]
+    for c in reversed(ERFC_COEFFS[:-1]):
+        p = t * p + c
+    # exp(-z^2) with z^2 rounded once would be off by up to z^2 * 6e-8 relative (7e-6 at z = 8): split
+    # z = zh + (z - zh) with zh on a 1/256 grid, so zh^2 is exact in float32 (z < 16; beyond ~10 erfc
+    # underflows anyway) and the small cross term carries the rest.
+    zh = torch.round(z * 256.0) * (1.0 / 256.0)
+    e = t * torch.exp(-zh * zh) * torch.exp((zh - z) * (z + zh) + p)
+    return torch.where(u >= 0.0, e, 2.0 - e)
+
+
+# what a generated Inductor module may call (printers.py), and what codegen embeds for them, in order
+CALLABLE = ("bessel_i0e", "bessel_i1e", "bessel_i1e_over_x", "erfc")
+_CONSTANTS = ("I0E_OUTER", "I1E_OUTER", "I0_SERIES", "I1_SERIES", "ERFC_COEFFS")
+_FUNCTIONS = (_is_low_precision, _chebyshev, _outer, _horner, _inner, bessel_i0e, bessel_i1e_over_x, bessel_i1e,
+              erfc)
+
+
+def embedded_source() -> str:
+    """This module's run-time part as source, for a generated module that must stand alone."""
+    import inspect
+
+    lines = [f"{name} = {globals()[name]!r}" for name in _CONSTANTS]
+    return "\n".join(lines) + "\n\n\n" + "\n\n".join(inspect.getsource(f) for f in _FUNCTIONS)
