@@ -105,7 +105,9 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
 # 3: constants are never CSE temporaries (min/max against one printed as torch.minimum: a TypeError);
 #    outputs have x's dtype (torch.where of constants has the default dtype).
 # 4: the Inductor module spells i0e, i1e and erfc with kernels/fast_math.py (float32).
-CODEGEN_VERSION = 4
+# 5: ... and expm1 (Inductor lowers torch.expm1 to exp(u) - 1, which cancels near 0; tanh uses it), with
+#    fast_math's constants inlined (a guard on a tuple global made AOT artifacts unloadable).
+CODEGEN_VERSION = 5
 
 
 def _full(expr_src: str, expr: sympy.Expr) -> str:

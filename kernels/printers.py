@@ -105,7 +105,7 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
 
     # sympy dispatches on the class MRO; route every unary function through the table above
     _print_sigmoid = _print_softplus = _print_Function
-    _print_expm1 = _print_log1p = _print_erf = _print_exp = _print_log = _print_Function
+    _print_log1p = _print_erf = _print_exp = _print_log = _print_Function
     _print_sin = _print_cos = _print_tan = _print_sinh = _print_cosh = _print_Function
     _print_asinh = _print_atan = _print_Abs = _print_sign = _print_Function
 
@@ -127,7 +127,7 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
             n = f"({e}*({e} + 2.0))"
             return f"({n}/({n} + 2.0))"
         u = self._print(arg)
-        e = f"torch.expm1(2.0*torch.clamp({u}, -20.0, 20.0))"
+        e = f"expm1(2.0*torch.clamp({u}, -20.0, 20.0))"  # fast_math's: Inductor's torch.expm1 is exp - 1
         return f"({e}/({e} + 2.0))"
 
     def _print_bessel_i1e_over_x(self, expr):
@@ -138,12 +138,13 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
 
     def _print_fast_math(self, expr):
         # Inductor compiles torch.special.i0e/i1e and torch.erfc to scalar loops (25-50 ms and 6 ms per
-        # 4M floats); kernels/fast_math.py spells them as fusible arithmetic (codegen embeds it)
+        # 4M floats), and torch.expm1 to exp(u) - 1, which cancels near 0; kernels/fast_math.py spells
+        # them as fusible arithmetic that stays accurate (codegen embeds it)
         if self._settings.get("inductor"):
             return f"{type(expr).__name__}({self._print(expr.args[0])})"
         return self._print_Function(expr)
 
-    _print_bessel_i0e = _print_bessel_i1e = _print_erfc = _print_fast_math
+    _print_bessel_i0e = _print_bessel_i1e = _print_erfc = _print_expm1 = _print_fast_math
 
     def _minmax(self, expr, fn, clamp):
         # constants (numbers and the guard epsilon) clamp; torch.maximum needs two tensors
