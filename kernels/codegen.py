@@ -76,13 +76,41 @@ class KernelSource:
         return ns
 
 
+def _reuse_powers(exprs: list[sympy.Expr]) -> tuple[list, list[sympy.Expr]]:
+    """b**(k*e) as (b**e)**k where b**e is needed anyway (k a small integer, e not a number).
+
+    sympy merges (b**e)**k into b**(k*e) for a positive base, so a derivative such as
+    d/dx erfc(b**x) = ... exp(-b**(2x)) asks for a second tensor-exponent pow, the dearest elementwise
+    op there is (Sleef powf: ~5 ns per element).  Returns (definitions, rewritten expressions): each
+    reused power becomes a symbol that `cse` defines first."""
+    pows = {p for e in exprs for p in sympy.preorder_traversal(e)
+            if isinstance(p, sympy.Pow) and not p.exp.is_number}
+    defs, repl = [], {}
+    for p in sorted(pows, key=sympy.default_sort_key):
+        for q in pows:
+            if q is p or q.base != p.base or q in repl:
+                continue
+            k = q.exp / p.exp  # sympy's automatic evaluation: 2*x/x is 2
+            if k.is_Integer and 2 <= abs(int(k)) <= 4:
+                if p not in repl:
+                    sym = sympy.Symbol(f"_pw{len(defs)}", real=True)
+                    defs.append((sym, p))
+                    repl[p] = sym
+                repl[q] = repl[p] ** int(k)
+    if not repl:
+        return [], exprs
+    return defs, [e.xreplace(repl) for e in exprs]  # whole subtrees: b**(2x) becomes _pw0**2 at once
+
+
 def cse(exprs: list[sympy.Expr], prefix: str):
     """Common subexpressions of a block of expressions (computed once, printed by any printer).
 
     Constants stay inline: a temporary holding a number (`_b2 = 0.71`, or one built from the guard
     epsilon) would look like a tensor to the printers, which spell min/max against a constant as a
     clamp and against a tensor as torch.minimum - torch.minimum(t, 0.71) is a TypeError."""
+    powers, exprs = _reuse_powers(exprs)
     subs, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols(prefix), optimizations="basic")
+    subs = powers + subs
     constants: dict = {}
     kept = []
     for sym, expr in subs:
@@ -107,7 +135,8 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
 # 4: the Inductor module spells i0e, i1e and erfc with kernels/fast_math.py (float32).
 # 5: ... and expm1 (Inductor lowers torch.expm1 to exp(u) - 1, which cancels near 0; tanh uses it), with
 #    fast_math's constants inlined (a guard on a tuple global made AOT artifacts unloadable).
-CODEGEN_VERSION = 5
+# 6: b**(k*e) reuses b**e (one tensor-exponent pow, not two).
+CODEGEN_VERSION = 6
 
 
 def _full(expr_src: str, expr: sympy.Expr) -> str:
