@@ -229,6 +229,13 @@ class _Builder:
             return self.power(args[0], args[1], node)
         if prim.kind == "moment" and not args[0].has(X):
             raise self.fail(f"{fname}() reduces a tensor over its axes; its argument must depend on x", node)
+        if prim.name in ("max", "min") and sum(a.is_number for a in args) > 1:
+            # keep only the dominant constant, chosen in float64 by our evaluator: sympy compares every
+            # pair with evalf at escalating precision, ~0.3 s per constant such as
+            # gelu_tanh(-softplus(1e100))**(2/3) (a tie within float64 keeps the first)
+            consts = [a for a in args if a.is_number]
+            pick = (max if prim.name == "max" else min)(consts, key=_constant_value)
+            args = [a for a in args if not a.is_number] + [pick]
         out = prim(*args)
         if out.has(sympy.Pow):  # macros can fold powers too (square(x**16))
             for p in out.atoms(sympy.Pow):
