@@ -136,7 +136,8 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
 # 5: ... and expm1 (Inductor lowers torch.expm1 to exp(u) - 1, which cancels near 0; tanh uses it), with
 #    fast_math's constants inlined (a guard on a tuple global made AOT artifacts unloadable).
 # 6: b**(k*e) reuses b**e (one tensor-exponent pow, not two).
-CODEGEN_VERSION = 6
+# 7: tanh for Inductor is fast_math.tanh (exp - 1 with a Taylor branch near 0; was expm1-based).
+CODEGEN_VERSION = 7
 
 
 def _full(expr_src: str, expr: sympy.Expr) -> str:

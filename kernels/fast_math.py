@@ -158,11 +158,30 @@ def expm1(u: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.abs(u) < below, small * _horner(small, series), torch.exp(u) - 1.0)
 
 
+# tanh's Taylor series below |u| = 0.35 (6 terms: truncation ~1.5e-8 relative), where e/(e + 2) with
+# e = exp(2u) - 1 loses ~6e-8/(2|u|); cheaper than e = expm1(2u) with expm1's own branch (measured on
+# 4M floats, x*tanh(exp(x)) forward with f': 7.1-7.6 ms against 8.9; the cancelling exp - 1 alone 5.5).
+TANH_SERIES = (1.0, -1.0 / 3, 2.0 / 15, -17.0 / 315, 62.0 / 2835, -1382.0 / 155925)
+
+
+def tanh(u: torch.Tensor) -> torch.Tensor:
+    """tanh as e/(e + 2), e = exp(2u) - 1, for Inductor, whose own (Sleef) tanh is several times slower
+    than its exp; the clamp keeps e finite (tanh(20) = 1 - 8.5e-18: exact even in float64)."""
+    v = torch.clamp(u, -20.0, 20.0)
+    if not _is_low_precision(u):
+        e = expm1(2.0 * v)
+        return e / (e + 2.0)
+    e = torch.exp(2.0 * v) - 1.0
+    vs = torch.clamp(u, -0.35, 0.35)
+    return torch.where(torch.abs(u) < 0.35, vs * _horner(vs * vs, TANH_SERIES), e / (e + 2.0))
+
+
 # what a generated Inductor module may call (printers.py), and what codegen embeds for them, in order
-CALLABLE = ("bessel_i0e", "bessel_i1e", "bessel_i1e_over_x", "erfc", "expm1")
-_CONSTANTS = ("I0E_OUTER", "I1E_OUTER", "I0_SERIES", "I1_SERIES", "ERFC_COEFFS", "EXPM1_SERIES_32", "EXPM1_SERIES_64")
+CALLABLE = ("bessel_i0e", "bessel_i1e", "bessel_i1e_over_x", "erfc", "expm1", "tanh")
+_CONSTANTS = ("I0E_OUTER", "I1E_OUTER", "I0_SERIES", "I1_SERIES", "ERFC_COEFFS", "EXPM1_SERIES_32", "EXPM1_SERIES_64",
+              "TANH_SERIES")
 _FUNCTIONS = (_is_low_precision, _chebyshev, _outer, _horner, _inner, bessel_i0e, bessel_i1e_over_x, bessel_i1e,
-              erfc, expm1)
+              erfc, expm1, tanh)
 
 
 def embedded_source() -> str:

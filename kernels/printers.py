@@ -115,10 +115,9 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
     def _print_tanh(self, expr):
         if not self._settings.get("inductor"):
             return f"torch.tanh({self._print(expr.args[0])})"  # eager ATen: its own tanh is fastest
-        # Inductor's vectorized tanh (Sleef) is ~5-10x slower on CPU than its expm1, so tanh is spelled
-        # e/(e + 2) with e = expm1(2u): accurate near 0 (expm1), and the clamp keeps e finite
-        # (tanh(20) = 1 - 8.5e-18: exact even in float64; expm1(40) ~ 2.4e17 is finite in float32).
-        # Inductor CSEs the repeated e.
+        # Inductor's vectorized tanh (Sleef) is several times slower on CPU than its exp, so tanh is
+        # spelled e/(e + 2), e = exp(2u) - 1, with a Taylor branch near 0 where that cancels
+        # (kernels/fast_math.py, embedded by codegen).
         arg = expr.args[0]
         if isinstance(arg, F.softplus):
             # tanh(softplus(u)) = n/(n + 2), n = e(e + 2), e = exp(u): one exp instead of exp, log1p and
@@ -126,9 +125,7 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
             e = f"torch.exp(torch.clamp({self._print(arg.args[0])}, max=20.0))"
             n = f"({e}*({e} + 2.0))"
             return f"({n}/({n} + 2.0))"
-        u = self._print(arg)
-        e = f"expm1(2.0*torch.clamp({u}, -20.0, 20.0))"  # fast_math's: Inductor's torch.expm1 is exp - 1
-        return f"({e}/({e} + 2.0))"
+        return f"tanh({self._print(arg)})"  # fast_math.tanh: e/(e + 2) and a Taylor branch near 0
 
     def _print_bessel_i1e_over_x(self, expr):
         u = self._print(expr.args[0])
