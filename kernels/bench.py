@@ -66,8 +66,9 @@ def _saved_bytes(run: Callable[[], None]) -> int:
 
 
 def kernel_cost(candidate, numel: int = 2**18, reps: int = 7) -> float:
-    """Forward+backward time of a candidate's fused op relative to F.relu's, measured side by side on
-    one fp32 tensor in this process (the search's cost objective).  The op runs uncompiled (the
+    """Forward+backward time of a candidate's fused op relative to F.relu's, measured side by side (in
+    alternation, so load drift falls on both) on one fp32 tensor in this process (the search's cost
+    objective).  The op runs uncompiled (the
     generated eager functions, f' saved in forward): compiling each candidate just to time it would cost
     ~1 s, and the uncompiled op's time tracks the number and price of the primitives it calls."""
     import torch
@@ -87,7 +88,8 @@ def kernel_cost(candidate, numel: int = 2**18, reps: int = 7) -> float:
         torch.relu(x).backward(g)
         x.grad = None
 
-    return _timeit(fused, reps) / _timeit(relu, reps)
+    t = _timeit_interleaved({"fused": fused, "relu": relu}, reps)
+    return t["fused"] / t["relu"]
 
 
 def suite_candidates(n_random: int, seed: int = 3):
