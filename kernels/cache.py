@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from actsearch.kernels.codegen import CODEGEN_VERSION, KernelSource
+from actsearch.kernels.inductor import compile_fused
 
 
 def default_cache_dir() -> Path:
@@ -92,7 +93,7 @@ class KernelCache:
             except Exception:  # noqa: BLE001 - corrupt or incompatible artifact: rebuild it
                 pass
         try:
-            compiled = torch.compile(fn, dynamic=True, fullgraph=True).aot_compile((tuple(example_args), {}))
+            compiled = compile_fused(fn).aot_compile((tuple(example_args), {}))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             compiled.save_compiled_function(str(tmp))

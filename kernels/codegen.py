@@ -137,7 +137,8 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
 #    fast_math's constants inlined (a guard on a tuple global made AOT artifacts unloadable).
 # 6: b**(k*e) reuses b**e (one tensor-exponent pow, not two).
 # 7: tanh for Inductor is fast_math.tanh (exp - 1 with a Taylor branch near 0; was expm1-based).
-CODEGEN_VERSION = 7
+# 8: compiled with a scalar loop tail (kernels/inductor.py): AOT artifacts of 7 are rebuilt.
+CODEGEN_VERSION = 8
 
 
 def _full(expr_src: str, expr: sympy.Expr) -> str:

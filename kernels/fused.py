@@ -2,10 +2,11 @@
 
 One input-sized tensor is saved for backward - f'(x), computed in the forward's pass, or with
 learnable parameters (or save="input") x and the parameters, from which backward recomputes f' - so
-an activation costs one tensor of activation memory, not one per intermediate as eager autograd does.  Forward and backward are each compiled with `torch.compile(dynamic=True,
-fullgraph=True)` (Inductor: fused C++/OpenMP loops on CPU, Triton on GPU), so new batch sizes do not
-recompile.  A compile failure falls back to the uncompiled generated functions with a recorded
-warning (`kernel.compile_error`) - still correct, just slower.
+an activation costs one tensor of activation memory, not one per intermediate as eager autograd does.
+Forward and backward are each compiled with `torch.compile(dynamic=True, fullgraph=True)` (Inductor:
+fused C++/OpenMP loops on CPU, Triton on GPU; kernels/inductor.py), so new batch sizes do not
+recompile.  A compile failure falls back to the uncompiled generated functions with a recorded warning
+(`kernel.compile_error`) - still correct, just slower.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from torch import nn
 from actsearch.formula import Candidate
 from actsearch.kernels.cache import KernelCache
 from actsearch.kernels.codegen import KernelSource, generate_source
+from actsearch.kernels.inductor import compile_fused
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class _SafeCompiled:
 
     def __init__(self, kernel: CompiledKernel, name: str, fn: Callable, fallback: Callable):
         self.kernel, self.name, self.source_fn, self.fn = kernel, name, fn, fallback
-        self.compiled = torch.compile(fn, dynamic=True, fullgraph=True)
+        self.compiled = compile_fused(fn)
         self.first = True
         self.precompiled: dict[tuple, Optional[Callable]] = {}
 
