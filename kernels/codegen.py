@@ -83,10 +83,10 @@ def _reuse_powers(exprs: list[sympy.Expr]) -> tuple[list, list[sympy.Expr]]:
     d/dx erfc(b**x) = ... exp(-b**(2x)) asks for a second tensor-exponent pow, the dearest elementwise
     op there is (Sleef powf: ~5 ns per element).  Returns (definitions, rewritten expressions): each
     reused power becomes a symbol that `cse` defines first."""
-    pows = {p for e in exprs for p in sympy.preorder_traversal(e)
-            if isinstance(p, sympy.Pow) and not p.exp.is_number}
+    pows = sorted({p for e in exprs for p in sympy.preorder_traversal(e)
+                   if isinstance(p, sympy.Pow) and not p.exp.is_number}, key=sympy.default_sort_key)
     defs, repl = [], {}
-    for p in sorted(pows, key=sympy.default_sort_key):
+    for p in pows:  # sorted: the same source in every process, whatever the hash seed
         for q in pows:
             if q is p or q.base != p.base or q in repl:
                 continue
