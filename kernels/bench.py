@@ -68,9 +68,9 @@ def _saved_bytes(run: Callable[[], None]) -> int:
 def kernel_cost(candidate, numel: int = 2**18, reps: int = 7) -> float:
     """Forward+backward time of a candidate's fused op relative to F.relu's, measured side by side (in
     alternation, so load drift falls on both) on one fp32 tensor in this process (the search's cost
-    objective).  The op runs uncompiled (the
-    generated eager functions, f' saved in forward): compiling each candidate just to time it would cost
-    ~1 s, and the uncompiled op's time tracks the number and price of the primitives it calls."""
+    objective).  The op runs uncompiled (the generated eager functions, f' saved in forward): compiling
+    each candidate just to time it would cost ~1 s, and the uncompiled op's time tracks the number and
+    price of the primitives it calls."""
     import torch
 
     from actsearch.kernels.fused import fused_activation, get_kernel

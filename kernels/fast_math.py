@@ -1,5 +1,7 @@
-"""Vectorizable torch spellings of functions Inductor compiles to slow code on CPU.
+"""Vectorizable torch spellings of functions Inductor compiles to slow or inaccurate code on CPU.
 
+expm1 and tanh: Inductor lowers torch.expm1 to exp(u) - 1, which cancels near 0, and its Sleef tanh is
+several times slower than its exp; both get a Taylor branch near 0 (see their comments).
 Inductor lowers torch.special.i0e / i1e and torch.erfc to scalar (per-element) C++ calls: measured on
 4M fp32 elements, 2 threads, i0e 52 ms, i1e 26 ms, erfc 6.0 ms, against 0.7 ms for a copy and 0.8 ms
 for exp.  Spelled here as arithmetic on tensors, Inductor fuses and vectorizes them (i0e/i1e ~2 ms,

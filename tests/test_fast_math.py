@@ -1,4 +1,4 @@
-"""kernels/fast_math.py: the fusible float32 spellings Inductor gets for i0e, i1e and erfc."""
+"""kernels/fast_math.py: the spellings Inductor gets for i0e, i1e, erfc, expm1 and tanh."""
 import numpy as np
 import pytest
 import scipy.special as sps
@@ -84,8 +84,8 @@ def _outputs(out):
 
 @pytest.mark.parametrize("formula", ["x*bessel_i1e(x)", "bessel_i0e(x) - x", "x*erfc(-x)",
                                      "(-2 + 1/x - x)*atan(x)*bessel_i1e(x)", "sigmoid(erfc(x**2))",
-                                     "x*(1 + erf(x*sqrt(2)/2))/2", "x*erf(softplus(x))", "erf(x)*erf(2*x)",
-                                     "(heaviside(x) - exp(-x**2))*sigmoid(erfc(x**x))"])
+                                     "(heaviside(x) - exp(-x**2))*sigmoid(erfc(x**x))",
+                                     "elu(x)"])
 def test_inductor_spelling_is_as_accurate_as_eager(formula):
     # The Inductor module (run uncompiled) against the eager ATen module: identical in float64, and in
     # float32 no further from the float64 result than ATen's own float32 functions are.
@@ -97,7 +97,7 @@ def test_inductor_spelling_is_as_accurate_as_eager(formula):
         ref, ref_fast, e32, f32 = (_outputs(fn[name](x)) for fn, x in
                                    ((eager, x32.double()), (fast, x32.double()), (eager, x32), (fast, x32)))
         for r, rf, a, b in zip(ref, ref_fast, e32, f32):
-            torch.testing.assert_close(rf, r, rtol=1e-12, atol=1e-15, equal_nan=True)  # CSE may reassociate
+            torch.testing.assert_close(rf, r, rtol=1e-12, atol=1e-300, equal_nan=True)
             finite = torch.isfinite(r) & torch.isfinite(a)  # where float32 eager overflows too, neither is judged
             scale = r[finite].abs().max()
             err_eager = ((a.double() - r).abs()[finite]).max()
