@@ -594,7 +594,8 @@ def bench_kernels(
     cmp_ = r["compile"]
     warm = cmp_["warm_cache"]
     out.print(f"compile fwd+bwd: first {cmp_['first_s']:.1f} s, then median {cmp_['median_after_first_s']:.2f} s "
-              f"(max {cmp_['max_after_first_s']:.2f} s); warm on-disk cache, new process: "
+              f"({cmp_['median_after_first_without_params_s']:.2f} s without parameters; max "
+              f"{cmp_['max_after_first_s']:.2f} s; linker {cmp_['linker']}); warm on-disk cache, new process: "
               + (f"median {warm['median_after_first_s']:.3f} s (max {warm['max_after_first_s']:.3f} s)"
                  if "error" not in warm else f"failed: {warm['error'][-200:]}"))
     for p in r["policy"]:

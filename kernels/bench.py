@@ -128,6 +128,7 @@ def run(numel: int = 4 * 2**20, big_numel: Optional[int] = 64 * 2**20, n_random:
 
     from actsearch.kernels.cache import KernelCache
     from actsearch.kernels.fused import CompilePolicy, get_kernel
+    from actsearch.kernels.inductor import use_fast_linker
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -249,7 +250,11 @@ def run(numel: int = 4 * 2**20, big_numel: Optional[int] = 64 * 2**20, n_random:
         "bandwidth_cold_GBps": bandwidth_cold / 1e9, "copy_cold_ms": copy_cold_ms,
         "bound_cold_ms": 5 * numel * 4 / bandwidth_cold * 1000,
         "compile": {"first_s": compile_s[0], "median_after_first_s": statistics.median(after_first),
-                    "max_after_first_s": max(after_first), "warm_cache": warm},
+                    "max_after_first_s": max(after_first),
+                    # one graph each (f and f'); with learnable parameters forward and backward are two
+                    "median_after_first_without_params_s": statistics.median(
+                        [t for t, c in zip(compile_s[1:], cands[1:]) if not c.params] or [float("nan")]),
+                    "linker": use_fast_linker() or "default", "warm_cache": warm},
         "policy": policy_rows, "cache_dir": cache_dir,
     }
 

@@ -138,7 +138,9 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
 # 6: b**(k*e) reuses b**e (one tensor-exponent pow, not two).
 # 7: tanh for Inductor is fast_math.tanh (exp - 1 with a Taylor branch near 0; was expm1-based).
 # 8: compiled with a scalar loop tail (kernels/inductor.py): AOT artifacts of 7 are rebuilt.
-CODEGEN_VERSION = 8
+# 9: fast_math evaluates the Bessel outer series by Horner in the power basis (was Clenshaw, whose
+#    double reads Inductor re-inlined: 17-19 s to compile a bessel candidate, now ~4 s).
+CODEGEN_VERSION = 9
 
 
 def _full(expr_src: str, expr: sympy.Expr) -> str:

@@ -73,18 +73,37 @@ class CompiledKernel:
                     c = self._compiled[name] = _SafeCompiled(self, name, self._inductor_ns[name], fallback=fn)
         return c
 
+    def _flattens(self, compiled: bool, params, *tensors: torch.Tensor) -> bool:
+        """Whether a compiled elementwise call may see its tensors as 1-D: contiguous, not already 1-D,
+        and every parameter a scalar (per-channel parameters broadcast along a dimension).  Dynamo
+        specializes a graph on its inputs' ranks, so without this an activation applied to 2-D and
+        4-D tensors compiles (and caches) one graph per rank; flattened, one graph serves them all."""
+        return (compiled and self.source.has_backward and tensors[0].dim() != 1
+                and all(t.is_contiguous() for t in tensors)
+                and all(not isinstance(p, torch.Tensor) or p.dim() == 0 for p in params))
+
     def forward(self, x: torch.Tensor, *params, compiled: bool = True, **layer_settings) -> torch.Tensor:
         # layer_settings: `groups` of group moments (normalization-activation candidates only)
-        return self._get("forward", self.eager_forward, compiled)(x, *params, **layer_settings)
+        fn = self._get("forward", self.eager_forward, compiled)
+        if self._flattens(compiled, params, x):
+            return fn(x.view(-1), *params).view(x.shape)
+        return fn(x, *params, **layer_settings)
 
     def forward_with_derivative(self, x: torch.Tensor, *params, compiled: bool = True):
-        return self._get("forward_with_derivative", self.eager_forward_with_derivative, compiled)(x, *params)
+        fn = self._get("forward_with_derivative", self.eager_forward_with_derivative, compiled)
+        if self._flattens(compiled, params, x):
+            y, d = fn(x.view(-1), *params)
+            return y.view(x.shape), d.view(x.shape)
+        return fn(x, *params)
 
     def backward(self, x, grad, *params, need_params: bool = True, compiled: bool = True):
-        if need_params and params:
-            return self._get("backward", self.eager_backward, compiled)(x, grad, *params)
-        gx = self._get("backward_x", self.eager_backward_x, compiled)(x, grad, *params)
-        return (gx, *([None] * len(params)))
+        name = "backward" if need_params and params else "backward_x"
+        fn = self._get(name, getattr(self, f"eager_{name}"), compiled)
+        flat = self._flattens(compiled, params, x, grad)
+        out = fn(x.view(-1), grad.view(-1), *params) if flat else fn(x, grad, *params)
+        if name == "backward_x":
+            out = (out, *([None] * len(params)))
+        return (out[0].view(x.shape), *out[1:]) if flat else tuple(out)
 
     def _fail(self, name: str, exc: BaseException) -> None:
         self.compile_error = f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"

@@ -68,6 +68,18 @@ def test_coefficients_are_a_fresh_fit():
         np.testing.assert_allclose(getattr(fm, name), coeffs, rtol=1e-9, atol=1e-15)
 
 
+def test_outer_series_power_form_is_the_chebyshev_fit():
+    from numpy.polynomial import chebyshev as C
+
+    for cheb, power in ((fm.I0E_OUTER, fm.I0E_OUTER_POWER), (fm.I1E_OUTER, fm.I1E_OUTER_POWER)):
+        np.testing.assert_allclose(power, C.cheb2poly(cheb), rtol=1e-12, atol=1e-18)
+        s = np.linspace(-1, 1, 2001)
+        # well conditioned in the power basis: sum |a_k s^k| stays within 1.1x of the value
+        assert (np.polyval(np.abs(power)[::-1], np.abs(s)) / np.abs(C.chebval(s, cheb))).max() < 1.1
+    for c in ((0.5,), (0.1, 0.2), (1.0, -2.0, 3.0, 0.25)):
+        np.testing.assert_allclose(fm.chebyshev_to_power(c), C.cheb2poly(c), rtol=1e-12, atol=1e-18)
+
+
 def test_inductor_module_embeds_helpers_only_when_used():
     with_bessel = generate_source(parse_formula("x*bessel_i1e(x)"))
     assert "def bessel_i1e(" in with_bessel.inductor_module and "bessel_i0e(x)" in with_bessel.inductor_module

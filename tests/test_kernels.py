@@ -1,3 +1,4 @@
+import os
 import warnings
 
 import pytest
@@ -232,6 +233,7 @@ def test_bench_kernels_quick_json():
     assert {"formula", "eager_ms", "fused_ms", "speedup", "saved_bytes_eager", "saved_bytes_fused"} <= set(d["suite"][0])
     assert {b["name"] for b in d["builtins"]} == {"silu", "gelu", "mish"}
     assert "error" not in d["compile"]["warm_cache"]
+    assert d["compile"]["median_after_first_without_params_s"] > 0 and d["compile"]["linker"]
     assert d["bound_cold_ms"] >= d["bound_ms"] * 0.8 > 0  # DRAM is not faster than cache
 
 
@@ -495,4 +497,102 @@ def test_compiled_loop_tail_matches_eager_at_every_length(formula):
         (ge,) = torch.autograd.grad(ye.sum(), xe)
         torch.testing.assert_close(y.double(), ye, rtol=2e-6, atol=2e-6)
         torch.testing.assert_close(gx.double(), ge, rtol=2e-5, atol=2e-5)
+    assert k.compile_error is None
+
+
+def test_fast_linker_links_the_compiled_kernels(monkeypatch):
+    # kernels/inductor.py points gcc's COMPILER_PATH at a directory whose only entry `ld` is a fast
+    # linker; gold marks what it links with a .note.gnu.gold-version section.  A candidate with a
+    # constant no other test uses compiles now, so its kernel is linked in this test.
+    import random
+    import shutil
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from actsearch.kernels.inductor import use_fast_linker
+
+    if shutil.which("ld.gold") is None or shutil.which("readelf") is None:
+        pytest.skip("needs ld.gold and readelf")
+    if os.environ.get("ACTSEARCH_LINKER") or "actsearch-ld" not in os.environ.get("COMPILER_PATH", "actsearch-ld"):
+        pytest.skip("the user chose a linker")
+    linker = use_fast_linker()
+    assert linker is not None and Path(linker).name in ("mold", "ld.lld", "ld.gold")
+    ld = subprocess.run(["g++", "-print-prog-name=ld"], capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(ld).resolve() == Path(linker).resolve()
+    if Path(linker).name != "ld.gold":
+        pytest.skip("the note below is gold's")
+    t0 = time.time()
+    c = parse_formula(f"x*sigmoid({random.uniform(1.01, 1.99):.9f}*x)")
+    k = CompiledKernel(generate_source(c), CompilePolicy(min_numel=0))
+    x = torch.randn(64, requires_grad=True)
+    fused_activation(k, x, compiled=True).sum().backward()
+    assert k.compile_error is None
+    root = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    new = [p for p in root.rglob("*.so") if p.stat().st_mtime >= t0 - 1]
+    assert new, "no kernel was built"
+    sections = [subprocess.run(["readelf", "-SW", str(p)], capture_output=True, text=True).stdout for p in new]
+    assert all(".note.gnu.gold-version" in s for s in sections)
+
+
+def test_fast_linker_respects_the_users_choice(monkeypatch):
+    from actsearch.kernels import inductor
+
+    monkeypatch.setattr(inductor, "_linker_done", False)
+    monkeypatch.setattr(inductor, "_linker", None)
+    monkeypatch.setenv("ACTSEARCH_LINKER", "default")
+    monkeypatch.delenv("COMPILER_PATH", raising=False)
+    assert inductor.use_fast_linker() is None
+    assert "COMPILER_PATH" not in os.environ
+    monkeypatch.setattr(inductor, "_linker_done", False)
+    monkeypatch.delenv("ACTSEARCH_LINKER")
+    monkeypatch.setenv("COMPILER_PATH", "/somewhere/of/theirs")
+    assert inductor.use_fast_linker() is None
+    assert os.environ["COMPILER_PATH"] == "/somewhere/of/theirs"
+    monkeypatch.setattr(inductor, "_linker_done", False)
+    monkeypatch.delenv("COMPILER_PATH")
+    monkeypatch.setenv("ACTSEARCH_LINKER", "no-such-linker-anywhere")
+    assert inductor.use_fast_linker() is None
+    assert "COMPILER_PATH" not in os.environ
+
+
+def test_compiled_op_serves_every_rank_with_one_graph():
+    # CompiledKernel flattens contiguous inputs with scalar parameters: one compiled graph for 1-D,
+    # 2-D and 4-D tensors; per-channel parameters and non-contiguous inputs keep their shapes.
+    from torch._dynamo.utils import counters
+
+    c = parse_formula(f"x*sigmoid(1.{torch.randint(10**8, (1,)).item():08d}*x) + beta*x", params={"beta": 0.25})
+    k = CompiledKernel(generate_source(c), CompilePolicy(min_numel=0))
+    beta = torch.tensor(0.25, requires_grad=True)
+    before = counters["stats"]["unique_graphs"]
+    for shape in [(40,), (5, 8), (2, 2, 5, 2), (2, 4, 5)]:
+        for save in ("derivative", "input"):
+            x = torch.randn(shape, requires_grad=True)
+            p = (beta,) if save == "input" else (beta.detach(),)
+            y = fused_activation(k, x, *p, compiled=True, save=save)
+            assert y.shape == x.shape
+            grads = torch.autograd.grad(y.square().sum(), (x, *[q for q in p if q.requires_grad]))
+            xe = x.detach().double().requires_grad_()
+            pe = [q.detach().double().requires_grad_(q.requires_grad) for q in p]
+            ye = k.eager_forward(xe, *pe)
+            ref = torch.autograd.grad(ye.square().sum(), (xe, *[q for q in pe if q.requires_grad]))
+            torch.testing.assert_close(y.double(), ye, rtol=1e-5, atol=1e-6)
+            for a, b in zip(grads, ref):
+                assert a.shape == b.shape
+                torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-5)
+    # forward_with_derivative (save="derivative"), forward and backward (save="input"): one graph each
+    assert counters["stats"]["unique_graphs"] - before == 3
+    # per channel: (1, C, 1, 1) parameters broadcast, so the 4-D shape is kept (and is right)
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    pc = torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1).requires_grad_()
+    y = fused_activation(k, x, pc, compiled=True)
+    gx, gp = torch.autograd.grad(y.sum(), (x, pc))
+    ye = k.eager_forward(x, pc)
+    gxe, gpe = torch.autograd.grad(ye.sum(), (x, pc))
+    torch.testing.assert_close(y, ye, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gp, gpe, rtol=1e-4, atol=1e-5)
+    # non-contiguous input: not flattened, still right
+    xt = torch.randn(6, 5).t().requires_grad_()
+    yt = fused_activation(k, xt, beta.detach(), compiled=True)
+    torch.testing.assert_close(yt, k.eager_forward(xt, beta.detach()), rtol=1e-5, atol=1e-6)
     assert k.compile_error is None
