@@ -140,7 +140,8 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
 # 8: compiled with a scalar loop tail (kernels/inductor.py): AOT artifacts of 7 are rebuilt.
 # 9: fast_math evaluates the Bessel outer series by Horner in the power basis (was Clenshaw, whose
 #    double reads Inductor re-inlined: 17-19 s to compile a bessel candidate, now ~4 s).
-CODEGEN_VERSION = 9
+# 10: for Inductor, sigmoid(u) shares softplus(u)'s exp(min(u, 40)) where both appear.
+CODEGEN_VERSION = 10
 
 
 def _full(expr_src: str, expr: sympy.Expr) -> str:
@@ -155,6 +156,19 @@ def _full(expr_src: str, expr: sympy.Expr) -> str:
     return f"(torch.zeros_like(x) + ({expr_src}))"
 
 
+def _softplus_args(blocks: dict) -> frozenset:
+    """Arguments u of every softplus(u) in the blocks: there the Inductor spelling of sigmoid(u) shares
+    softplus's exp(u) (TorchCodePrinter._print_sigmoid).  CSE symbols are per block, so a block's u
+    matches only its own sigmoids."""
+    from actsearch.primitives import softplus
+
+    found = set()
+    for subs, reduced in blocks.values():
+        for e in [e for _, e in subs] + list(reduced):
+            found.update(a.args[0] for a in e.atoms(softplus))
+    return frozenset(found)
+
+
 def generate_source(candidate: Candidate, groups: int = 32) -> KernelSource:
     f = candidate.safe_expr
     blocks = {"forward": cse([f], "_t")}
@@ -164,9 +178,10 @@ def generate_source(candidate: Candidate, groups: int = 32) -> KernelSource:
         blocks["backward_x"] = cse([dx], "_d")
         blocks["backward"] = cse([dx, *candidate.param_derivatives.values()], "_d")
         blocks["forward_with_derivative"] = cse([f, dx], "_b")
-    # one CSE, two spellings: eager ATen and Inductor (see TorchCodePrinter's `inductor` setting)
+    # one CSE, two spellings: eager ATen and Inductor (see TorchCodePrinter's `inductor` and `exp_shared`)
     module = _module(candidate, groups, blocks, TorchCodePrinter())
-    inductor_module = _module(candidate, groups, blocks, TorchCodePrinter({"inductor": True}))
+    inductor_module = _module(candidate, groups, blocks,
+                              TorchCodePrinter({"inductor": True, "exp_shared": _softplus_args(blocks)}))
     return KernelSource(candidate.id, candidate.formula, tuple(candidate.params), module, inductor_module,
                         has_backward)
 

@@ -86,7 +86,9 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
 
     _ns = "torch"
     # inductor=True: spellings for code that torch.compile will fuse (see _print_tanh); False: eager ATen
-    _default_settings = dict(TorchPrinter._default_settings, strict=True, inductor=False)
+    # exp_shared (Inductor only): arguments u whose softplus(u) the code computes; sigmoid(u) then reuses
+    # its exp(u) (see _print_sigmoid)
+    _default_settings = dict(TorchPrinter._default_settings, strict=True, inductor=False, exp_shared=frozenset())
 
     _fn = {
         F.sigmoid: "torch.sigmoid", F.softplus: "torch.nn.functional.softplus", F.bessel_i0e: "torch.special.i0e",
@@ -122,10 +124,34 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
         if isinstance(arg, F.softplus):
             # tanh(softplus(u)) = n/(n + 2), n = e(e + 2), e = exp(u): one exp instead of exp, log1p and
             # tanh (mish); no cancellation for u -> -inf (n/(n+2) ~ e), and the clamp keeps n finite.
-            e = f"torch.exp(torch.clamp({self._print(arg.args[0])}, max=20.0))"
+            e = self._clamped_exp(arg.args[0])
             n = f"({e}*({e} + 2.0))"
             return f"({n}/({n} + 2.0))"
         return f"tanh({self._print(arg)})"  # fast_math.tanh: e/(e + 2) and a Taylor branch near 0
+
+    def _clamped_exp(self, u) -> str:
+        # exp(min(u, 40)): the one exp that Inductor spellings of sigmoid, softplus and tanh(softplus)
+        # of the same u share (Inductor's kernel CSE merges identical expressions).  40 keeps e(e + 2)
+        # finite in float32 (5.5e34) and is past where sigmoid rounds to 1 even in float64 (1 - 4e-18).
+        return f"torch.exp(torch.clamp({self._print(u)}, max=40.0))"
+
+    def _print_sigmoid(self, expr):
+        if not self._settings.get("inductor") or expr.args[0] not in self._settings["exp_shared"]:
+            return self._print_Function(expr)
+        # e/(e + 1), e = exp(u): the exp that softplus(u) or mish of the same u computes anyway (f' of
+        # softplus is sigmoid, so every softplus candidate has both), where torch.sigmoid's decomposition
+        # computes exp(-u) as well.  u -> -inf: e/(e + 1) ~ e, no cancellation; u > 40: 1.  Measured
+        # side by side, fwd+bwd on 4M floats: softplus 7-9% faster, mish 7%, erf(softplus) 9%; but
+        # without a softplus to share with, SiLU was 18-22% slower than with torch.sigmoid.
+        e = self._clamped_exp(expr.args[0])
+        return f"({e}/({e} + 1.0))"
+
+    def _print_softplus(self, expr):
+        if not self._settings.get("inductor"):
+            return self._print_Function(expr)
+        # torch's softplus (threshold 20: u itself above), over the shared clamped exp
+        u = self._print(expr.args[0])
+        return f"torch.where({u} > 20.0, {u}, torch.log1p({self._clamped_exp(expr.args[0])}))"
 
     def _print_bessel_i1e_over_x(self, expr):
         u = self._print(expr.args[0])
