@@ -141,7 +141,8 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
 # 9: fast_math evaluates the Bessel outer series by Horner in the power basis (was Clenshaw, whose
 #    double reads Inductor re-inlined: 17-19 s to compile a bessel candidate, now ~4 s).
 # 10: for Inductor, sigmoid(u) shares softplus(u)'s exp(min(u, 40)) where both appear.
-CODEGEN_VERSION = 10
+# 11: ... and erf(u) the derivative's exp(-u^2) (fast_math.erf_exp).
+CODEGEN_VERSION = 11
 
 
 def _full(expr_src: str, expr: sympy.Expr) -> str:
@@ -154,6 +155,21 @@ def _full(expr_src: str, expr: sympy.Expr) -> str:
     if expr.is_number:
         return f"torch.full_like(x, {expr_src})"
     return f"(torch.zeros_like(x) + ({expr_src}))"
+
+
+class ErfExp(sympy.Function):
+    """erf(u) with e = exp(-u^2) as a second argument, so that sympy's CSE shares e with the derivative's
+    exp(-u^2) (d/du erf(u) = 2 exp(-u^2)/sqrt(pi)) and the Inductor spelling (fast_math.erf_exp) reads
+    it instead of calling exp again.  Only the Inductor module is written with it."""
+    nargs = 2
+
+
+def _share_erf_exp(exprs: list) -> list:
+    """erf(u) -> ErfExp(u, exp(-u^2)) wherever the block computes exp(-u^2) anyway."""
+    exps = set().union(*(e.atoms(sympy.exp) for e in exprs))
+    erfs = set().union(*(e.atoms(sympy.erf) for e in exprs))
+    repl = {f: ErfExp(f.args[0], sympy.exp(-f.args[0] ** 2)) for f in erfs if sympy.exp(-f.args[0] ** 2) in exps}
+    return [e.xreplace(repl) for e in exprs] if repl else exprs
 
 
 def _softplus_args(blocks: dict) -> frozenset:
@@ -171,17 +187,23 @@ def _softplus_args(blocks: dict) -> frozenset:
 
 def generate_source(candidate: Candidate, groups: int = 32) -> KernelSource:
     f = candidate.safe_expr
-    blocks = {"forward": cse([f], "_t")}
+    exprs = {"forward": ([f], "_t")}
     has_backward = not candidate.is_tensor_op
     if has_backward:
         dx = candidate.safe_derivative
-        blocks["backward_x"] = cse([dx], "_d")
-        blocks["backward"] = cse([dx, *candidate.param_derivatives.values()], "_d")
-        blocks["forward_with_derivative"] = cse([f, dx], "_b")
-    # one CSE, two spellings: eager ATen and Inductor (see TorchCodePrinter's `inductor` and `exp_shared`)
+        exprs["backward_x"] = ([dx], "_d")
+        exprs["backward"] = ([dx, *candidate.param_derivatives.values()], "_d")
+        exprs["forward_with_derivative"] = ([f, dx], "_b")
+    blocks = {name: cse(es, prefix) for name, (es, prefix) in exprs.items()}
+    # Two spellings: eager ATen, and Inductor (see TorchCodePrinter's `inductor` and `exp_shared`),
+    # whose blocks differ only where erf shares its exp with the derivative (ErfExp)
+    inductor_blocks = {}
+    for name, (es, prefix) in exprs.items():
+        shared = _share_erf_exp(es)
+        inductor_blocks[name] = blocks[name] if shared is es else cse(shared, prefix)
     module = _module(candidate, groups, blocks, TorchCodePrinter())
-    inductor_module = _module(candidate, groups, blocks,
-                              TorchCodePrinter({"inductor": True, "exp_shared": _softplus_args(blocks)}))
+    inductor_module = _module(candidate, groups, inductor_blocks,
+                              TorchCodePrinter({"inductor": True, "exp_shared": _softplus_args(inductor_blocks)}))
     return KernelSource(candidate.id, candidate.formula, tuple(candidate.params), module, inductor_module,
                         has_backward)
 

@@ -153,6 +153,11 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
         u = self._print(expr.args[0])
         return f"torch.where({u} > 20.0, {u}, torch.log1p({self._clamped_exp(expr.args[0])}))"
 
+    def _print_ErfExp(self, expr):
+        # codegen.ErfExp(u, exp(-u^2)): erf from the exp the derivative computes (fast_math.erf_exp)
+        u, e = (self._print(a) for a in expr.args)
+        return f"erf_exp({u}, {e})" if self._settings.get("inductor") else f"torch.erf({u})"
+
     def _print_bessel_i1e_over_x(self, expr):
         u = self._print(expr.args[0])
         if self._settings.get("inductor"):

@@ -176,3 +176,34 @@ def test_sigmoid_shares_the_exp_of_a_softplus_of_the_same_argument():
         eps, tiny = torch.finfo(dtype).eps, torch.finfo(dtype).tiny
         torch.testing.assert_close(y, torch.nn.functional.softplus(x), rtol=4 * eps, atol=tiny)
         torch.testing.assert_close(gx, torch.sigmoid(x), rtol=4 * eps, atol=tiny)
+
+
+def test_erf_from_a_shared_exp():
+    # fast_math.erf_exp(u, exp(-u^2)): A&S 7.1.26 (Inductor's own erf algorithm) above |u| = 0.5 and the
+    # Taylor series below, where A&S alone has relative error 1 (erf(1e-7) from 1 - p*t*e cancels)
+    def erf(u):
+        return fm.erf_exp(u, torch.exp(-u * u))
+
+    x = torch.cat([torch.linspace(-8, 8, 400001), torch.tensor([1e-30, -1e-7, 1e-4, 0.4999999, 0.5, 0.5000001])])
+    want = sps.erf(x.double().numpy())
+    got = erf(x).double().numpy()
+    nz = want != 0
+    assert np.abs(got - want).max() < 3.5e-7
+    assert (np.abs(got - want)[nz] / np.abs(want[nz])).max() < 7e-7
+    u = torch.tensor([1e-7, 1e-4])
+    t = 1 / (1 + 0.3275911 * u)
+    as_only = 1.0 - fm._horner(t, fm.ERF_AS) * t * torch.exp(-u * u)  # what the Taylor branch replaces
+    assert float((as_only.double() / torch.erf(u.double()) - 1).abs()[0]) > 0.3
+    x64 = torch.linspace(-8, 8, 10001, dtype=torch.float64)
+    assert torch.equal(erf(x64), torch.erf(x64))  # float64 keeps torch's erf
+    special = erf(torch.tensor([float("inf"), -float("inf"), float("nan"), 0.0]))
+    assert special[0] == 1 and special[1] == -1 and torch.isnan(special[2]) and special[3] == 0
+
+
+def test_erf_shares_the_derivatives_exp():
+    src = generate_source(parse_formula("x*(1 + erf(x*sqrt(2)/2))/2"))
+    fwd_d = src.inductor_module[src.inductor_module.index("def forward_with_derivative"):]
+    assert fwd_d.count("torch.exp(") == 1 and "erf_exp(" in fwd_d and "torch.erf(" not in fwd_d
+    assert "torch.erf(" in src.module and "erf_exp" not in src.module  # eager keeps torch's erf
+    fwd = src.inductor_module[src.inductor_module.index("def forward("):src.inductor_module.index("def backward_x")]
+    assert "torch.erf(" in fwd  # nothing to share with: Inductor's erf
