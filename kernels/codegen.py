@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import sympy
 
 from actsearch.formula import X, Candidate
-from actsearch.primitives import GUARD_EPS
+from actsearch.primitives import GUARD_EPS, softplus
 from actsearch.kernels import fast_math
 from actsearch.kernels.printers import TorchCodePrinter
 
@@ -168,7 +168,11 @@ def _share_erf_exp(exprs: list) -> list:
     """erf(u) -> ErfExp(u, exp(-u^2)) wherever the block computes exp(-u^2) anyway."""
     exps = set().union(*(e.atoms(sympy.exp) for e in exprs))
     erfs = set().union(*(e.atoms(sympy.erf) for e in exprs))
-    repl = {f: ErfExp(f.args[0], sympy.exp(-f.args[0] ** 2)) for f in erfs if sympy.exp(-f.args[0] ** 2) in exps}
+    repl = {}
+    for f in erfs:
+        e = sympy.exp(-f.args[0] ** 2)
+        if e in exps:
+            repl[f] = ErfExp(f.args[0], e)
     return [e.xreplace(repl) for e in exprs] if repl else exprs
 
 
@@ -176,8 +180,6 @@ def _softplus_args(blocks: dict) -> frozenset:
     """Arguments u of every softplus(u) in the blocks: there the Inductor spelling of sigmoid(u) shares
     softplus's exp(u) (TorchCodePrinter._print_sigmoid).  CSE symbols are per block, so a block's u
     matches only its own sigmoids."""
-    from actsearch.primitives import softplus
-
     found = set()
     for subs, reduced in blocks.values():
         for e in [e for _, e in subs] + list(reduced):

@@ -105,8 +105,8 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
                 return f"{name}({self._print(expr.args[0])})"
         return super()._print_Function(expr)
 
-    # sympy dispatches on the class MRO; route every unary function through the table above
-    _print_sigmoid = _print_softplus = _print_Function
+    # sympy dispatches on the class MRO; route every unary function through the table above (sigmoid,
+    # softplus and tanh have their own methods below, for their Inductor spellings)
     _print_log1p = _print_erf = _print_exp = _print_log = _print_Function
     _print_sin = _print_cos = _print_tan = _print_sinh = _print_cosh = _print_Function
     _print_asinh = _print_atan = _print_Abs = _print_sign = _print_Function

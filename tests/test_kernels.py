@@ -500,7 +500,7 @@ def test_compiled_loop_tail_matches_eager_at_every_length(formula):
     assert k.compile_error is None
 
 
-def test_fast_linker_links_the_compiled_kernels(monkeypatch):
+def test_fast_linker_links_the_compiled_kernels():
     # kernels/inductor.py points gcc's COMPILER_PATH at a directory whose only entry `ld` is a fast
     # linker; gold marks what it links with a .note.gnu.gold-version section.  A candidate with a
     # constant no other test uses compiles now, so its kernel is linked in this test.
