@@ -77,7 +77,8 @@ class KernelCache:
         cpu = f"{platform.machine()}-{torch.backends.cpu.get_cpu_capability()}"
         return self.dir / "compiled" / f"torch{torch.__version__}-{cpu}-g{CODEGEN_VERSION}" / candidate_id
 
-    def precompiled(self, candidate_id: str, name: str, signature: tuple, fn, example_args):
+    def precompiled(self, candidate_id: str, name: str, signature: tuple, fn, example_args,
+                    elementwise: bool = False):
         """A compiled function for this signature: loaded from disk, or AOT-compiled now and saved.
         None when AOT compilation is unavailable or fails (callers then use plain torch.compile)."""
         import hashlib
@@ -93,7 +94,7 @@ class KernelCache:
             except Exception:  # noqa: BLE001 - corrupt or incompatible artifact: rebuild it
                 pass
         try:
-            compiled = compile_fused(fn).aot_compile((tuple(example_args), {}))
+            compiled = compile_fused(fn, elementwise).aot_compile((tuple(example_args), {}))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             compiled.save_compiled_function(str(tmp))

@@ -122,7 +122,7 @@ class _SafeCompiled:
 
     def __init__(self, kernel: CompiledKernel, name: str, fn: Callable, fallback: Callable):
         self.kernel, self.name, self.source_fn, self.fn = kernel, name, fn, fallback
-        self.compiled = compile_fused(fn)
+        self.compiled = compile_fused(fn, elementwise=kernel.source.has_backward)
         self.first = True
         self.precompiled: dict[tuple, Optional[Callable]] = {}
 
@@ -148,7 +148,8 @@ class _SafeCompiled:
         fn = self.precompiled.get(sig, False)
         if fn is False:
             fn = self.precompiled[sig] = self.kernel.cache.precompiled(
-                self.kernel.source.candidate_id, self.name, sig, self.source_fn, args)
+                self.kernel.source.candidate_id, self.name, sig, self.source_fn, args,
+                elementwise=self.kernel.source.has_backward)
         if fn is None:
             return None
         try:

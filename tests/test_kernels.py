@@ -556,6 +556,55 @@ def test_fast_linker_respects_the_users_choice(monkeypatch):
     assert "COMPILER_PATH" not in os.environ
 
 
+def test_dtype_rules_are_set_up_once_and_follow_new_registrations(monkeypatch):
+    # kernels/inductor.py: Inductor constructs its DtypePropagationOpsHandler singleton at every op it
+    # emits; the wrapper reruns the rule set-up only when the rule registry changed.
+    from torch._inductor import dtype_propagation, utils
+    from torch._inductor.utils import OpDtypeRule
+    from torch._prims_common import ELEMENTWISE_TYPE_PROMOTION_KIND
+
+    from actsearch.kernels.inductor import skip_repeated_dtype_rule_setup
+
+    if not skip_repeated_dtype_rule_setup():
+        pytest.skip("this torch has no DtypePropagationOpsHandler")
+    assert skip_repeated_dtype_rule_setup()  # idempotent: wraps once
+    cls = dtype_propagation.DtypePropagationOpsHandler
+    assert getattr(cls.__init__, "_actsearch_once", False)
+    import torch._inductor.codegen.common  # noqa: F401 - what the set-up reads; any compile imports both
+    import torch._inductor.lowering  # noqa: F401 - registers the dtype rules
+
+    handler = cls()
+    rule = handler.__dict__.pop("add")  # a rule the set-up makes; gone until the set-up runs again
+    try:
+        assert cls() is handler and "add" not in handler.__dict__  # unchanged registry: set-up skipped
+        monkeypatch.setitem(utils.op_dtype_propagation_rules, "actsearch_test_op",
+                            OpDtypeRule(ELEMENTWISE_TYPE_PROMOTION_KIND.DEFAULT, torch.float16))
+        cls()  # a rule registered later: the set-up runs again and picks it up
+        assert "add" in handler.__dict__ and handler.actsearch_test_op() == torch.float16
+    finally:
+        handler.__dict__.setdefault("add", rule)
+
+
+def test_elementwise_graphs_store_shared_values_and_compile_correctly():
+    # ELEMENTWISE_OPTIONS store every value read twice (tanh-GELU: f and f' share tanh and its argument)
+    # instead of re-inlining it; the kernel must still compute f and f' exactly as before.
+    from actsearch.kernels.inductor import ELEMENTWISE_OPTIONS, INDUCTOR_OPTIONS
+
+    assert ELEMENTWISE_OPTIONS["realize_reads_threshold"] == 1
+    assert all(ELEMENTWISE_OPTIONS[k] == v for k, v in INDUCTOR_OPTIONS.items())
+    c = parse_formula(f"x*(1 + tanh(0.79788456*(x + 0.0447{torch.randint(10**6, (1,)).item():06d}*x**3)))/2")
+    k = CompiledKernel(generate_source(c), CompilePolicy(min_numel=0))
+    x = torch.linspace(-12, 12, 10007, requires_grad=True)
+    y = fused_activation(k, x, compiled=True)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert k.compile_error is None
+    xe = x.detach().double().requires_grad_()
+    ye = k.eager_forward(xe)
+    (ge,) = torch.autograd.grad(ye.sum(), xe)
+    torch.testing.assert_close(y.double(), ye, rtol=2e-6, atol=2e-6)
+    torch.testing.assert_close(g.double(), ge, rtol=2e-5, atol=2e-5)
+
+
 def test_compiled_op_serves_every_rank_with_one_graph():
     # CompiledKernel flattens contiguous inputs with scalar parameters: one compiled graph for 1-D,
     # 2-D and 4-D tensors; per-channel parameters and non-contiguous inputs keep their shapes.
