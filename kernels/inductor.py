@@ -34,6 +34,10 @@ _linker_done = False
 _linker: Optional[str] = None
 
 
+def _link_root() -> Path:
+    return Path(tempfile.gettempdir()) / f"actsearch-ld-{os.getuid()}"
+
+
 def use_fast_linker() -> Optional[str]:
     """Make g++ link Inductor's kernels with a fast linker, if one is installed; returns its path or None.
 
@@ -45,7 +49,8 @@ def use_fast_linker() -> Optional[str]:
     its subprograms (`ld` among them) before PATH, and Inductor's g++ calls inherit this process's
     environment.  Only `ld` is in that directory, so the assembler and compiler proper are unchanged.
 
-    Left alone when the user set COMPILER_PATH, or ACTSEARCH_LINKER=default; ACTSEARCH_LINKER=<name or
+    Left alone when the user set COMPILER_PATH (one that a parent process set here, as Ray workers
+    inherit it, is reported as that linker), or ACTSEARCH_LINKER=default; ACTSEARCH_LINKER=<name or
     path> picks a linker.  Idempotent and thread-safe; call before anything compiles."""
     global _linker_done, _linker
     if _linker_done:
@@ -55,13 +60,20 @@ def use_fast_linker() -> Optional[str]:
             return _linker
         _linker_done = True
         choice = os.environ.get("ACTSEARCH_LINKER", "")
-        if choice == "default" or os.environ.get("COMPILER_PATH"):
+        inherited = os.environ.get("COMPILER_PATH")
+        if inherited:
+            # a directory this function made in a parent process (Ray workers inherit it): its linker
+            ours = Path(inherited) / "ld"
+            if Path(inherited).parent.name == _link_root().name and ours.is_symlink():
+                _linker = os.readlink(ours)
+            return _linker
+        if choice == "default":
             return None
         candidates = (choice,) if choice else FAST_LINKERS
         found = next((p for p in (shutil.which(c) for c in candidates) if p), None)
         if found is None:
             return None
-        link_dir = Path(tempfile.gettempdir()) / f"actsearch-ld-{os.getuid()}" / Path(found).name
+        link_dir = _link_root() / Path(found).name
         ld = link_dir / "ld"
         try:
             link_dir.mkdir(parents=True, exist_ok=True)

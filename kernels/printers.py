@@ -40,6 +40,23 @@ class _ElementwisePrinting:
     def _print(self, expr, **kwargs):
         return _constant(self, expr) or super()._print(expr, **kwargs)
 
+    def _print_Mul(self, expr):
+        return self._fold_numbers(expr, sympy.Mul, 1) or super()._print_Mul(expr)
+
+    def _print_Add(self, expr, order=None):
+        return self._fold_numbers(expr, sympy.Add, 0) or super()._print_Add(expr, order=order)
+
+    def _fold_numbers(self, expr, op, unit):
+        """A product (sum) with several constant factors (terms) prints them as one float:
+        sqrt(2)*x/(2*sqrt(pi)) is 0.3989...*x, one multiplication instead of three in the kernel and
+        in every graph torch.compile traces (each traced op costs compile time), and rounded once."""
+        numbers = [a for a in expr.args if a.is_number]
+        if len(numbers) < 2:
+            return None
+        value = float(op(*numbers).evalf(30))
+        rest = op(*(a for a in expr.args if not a.is_number))
+        return self._print(rest if value == unit else op(sympy.Float(value), rest))
+
     def _print_Heaviside(self, expr):
         u = self._print(expr.args[0])
         h0 = _float(expr.args[1]) if len(expr.args) > 1 else "0.5"

@@ -199,6 +199,26 @@ def test_printed_powers_keep_precedence_in_denominators():
     assert float(eval(src, ns)) == pytest.approx(3 / 4 + 3 / 8 + 1 / 36)  # our generated code, not user text
 
 
+def test_printed_constant_factors_and_terms_are_one_float():
+    import math
+
+    import sympy
+
+    from actsearch.kernels.printers import torch_code
+
+    x, y = sympy.symbols("x y")
+    src = torch_code(sympy.sqrt(2) * x * sympy.exp(y) / (2 * sympy.sqrt(sympy.pi)))
+    assert src.count("*") == 2 and repr(1 / math.sqrt(2 * math.pi)) in src  # c*x*exp(y): one constant
+    src = torch_code(x + 1 + sympy.sqrt(3) - sympy.pi)
+    assert src.count("+") + src.count("-") == 1 and repr(abs(1 + math.sqrt(3) - math.pi)) in src
+    src = torch_code(sympy.sqrt(2) * x / sympy.sqrt(2) + 0 * y)  # folds to x: no factor of 1.0 printed
+    assert src == "x"
+    ns = {"torch": torch, "x": torch.tensor(0.7, dtype=torch.float64), "y": torch.tensor(-0.3, dtype=torch.float64)}
+    expr = -sympy.sqrt(2) * x * sympy.exp(y) / (3 * sympy.pi) + sympy.E + sympy.sqrt(5) + y
+    expect = -math.sqrt(2) * 0.7 * math.exp(-0.3) / (3 * math.pi) + math.e + math.sqrt(5) - 0.3
+    assert float(eval(torch_code(expr), ns)) == pytest.approx(expect, rel=1e-15)  # our generated code
+
+
 def test_bench_suite_and_saved_bytes_helpers():
     from actsearch.kernels.bench import _saved_bytes, suite_candidates
 
@@ -554,6 +574,21 @@ def test_fast_linker_respects_the_users_choice(monkeypatch):
     monkeypatch.setenv("ACTSEARCH_LINKER", "no-such-linker-anywhere")
     assert inductor.use_fast_linker() is None
     assert "COMPILER_PATH" not in os.environ
+
+
+def test_fast_linker_reports_the_linker_a_parent_process_chose(monkeypatch, tmp_path):
+    # Ray workers inherit the COMPILER_PATH their driver set: they report its linker, not "default"
+    from actsearch.kernels import inductor
+
+    link_dir = tmp_path / inductor._link_root().name / "ld.gold"
+    link_dir.mkdir(parents=True)
+    (link_dir / "ld").symlink_to("/usr/bin/ld.gold")
+    monkeypatch.setattr(inductor, "_linker_done", False)
+    monkeypatch.setattr(inductor, "_linker", None)
+    monkeypatch.delenv("ACTSEARCH_LINKER", raising=False)
+    monkeypatch.setenv("COMPILER_PATH", str(link_dir))
+    assert inductor.use_fast_linker() == "/usr/bin/ld.gold"
+    assert os.environ["COMPILER_PATH"] == str(link_dir)
 
 
 def test_dtype_rules_are_set_up_once_and_follow_new_registrations(monkeypatch):
