@@ -145,9 +145,15 @@ def compile_fused(fn: Callable, elementwise: bool = False) -> Callable:
     return torch.compile(fn, dynamic=True, fullgraph=True, options=dict(options))
 
 
+# Population graphs (kernels/population.py) are elementwise too; static shapes, so no loop-tail setting.
+# 16 random candidates on 4 x 30,000 rows each: compile 31.7-32.3 s -> 16.2-17.1 s (Inductor codegen
+# 19-20 s -> 5.2-5.7 s), outputs bit-identical, run time 1.03-1.04x faster (control 1.01-1.03x).
+POPULATION_OPTIONS = {"realize_reads_threshold": 1}
+
+
 def compile_population(fn: Callable) -> Callable:
-    """A population graph (kernels/population.py): static shapes, one graph."""
+    """A population graph (kernels/population.py): static shapes, one graph, POPULATION_OPTIONS."""
     import torch
 
     prepare_inductor()
-    return torch.compile(fn, dynamic=False, fullgraph=True)
+    return torch.compile(fn, dynamic=False, fullgraph=True, options=dict(POPULATION_OPTIONS))
