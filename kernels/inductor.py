@@ -123,6 +123,7 @@ def skip_repeated_dtype_rule_setup() -> bool:
             self._actsearch_rules = snapshot
 
         __init__._actsearch_once = True  # type: ignore[attr-defined]
+        __init__._actsearch_original = setup  # type: ignore[attr-defined]  # benchmarks compare both
         cls.__init__ = __init__
     return True
 
