@@ -49,6 +49,50 @@ def _timeit_interleaved(fns: dict[str, Callable[[], None]], reps: int, warmup: i
     return {k: 1000 * statistics.median(v) for k, v in times.items()}
 
 
+def paired_compile_seconds(cands, sides: dict[str, Callable[[], None]], threads: int = 2,
+                           progress: Optional[Callable[[dict], None]] = None) -> dict:
+    """Compile each candidate once per side, sides alternating in order, Inductor's caches off, in this
+    process: paired compile seconds per new candidate (benchmarks/compile_linker.py and
+    compile_inductor_settings.py).  `sides` maps a name to what sets that side up before a compile;
+    the first candidate only absorbs Inductor's one-off start-up (ISA checks ...) and is not timed."""
+    import torch
+
+    from actsearch.kernels.codegen import generate_source
+    from actsearch.kernels.fused import CompiledKernel, CompilePolicy, fused_activation
+
+    torch.set_num_threads(threads)
+    x = torch.randn(4096, requires_grad=True)
+    g = torch.randn(4096)
+    names = list(sides)
+
+    def compile_seconds(c, side: str):
+        sides[side]()
+        k = CompiledKernel(generate_source(c), CompilePolicy(min_numel=0))
+        params = [torch.tensor(v, requires_grad=True) for v in c.params.values()]
+        t0 = time.perf_counter()
+        fused_activation(k, x, *params, compiled=True).backward(g)  # with parameters: two graphs
+        x.grad = None
+        return time.perf_counter() - t0, k.compile_error
+
+    rows = []
+    # the same formula compiles once per side: the FX-graph and AOTAutograd caches would make later hits
+    with torch._inductor.config.patch(force_disable_caches=True):
+        compile_seconds(cands[0], names[0])
+        for i, c in enumerate(cands[1:]):
+            row = {"formula": c.formula, "params": len(c.params), "compile_error": None}
+            for side in (names if i % 2 else names[::-1]):
+                row[f"{side}_s"], err = compile_seconds(c, side)
+                row["compile_error"] = row["compile_error"] or err
+            rows.append(row)
+            if progress:
+                progress(row)
+    a, b = names
+    return {"threads": threads, "torch": torch.__version__, "rows": rows,
+            **{f"median_{n}_s": statistics.median(r[f"{n}_s"] for r in rows) for n in names},
+            "median_paired_saving_s": statistics.median(r[f"{a}_s"] - r[f"{b}_s"] for r in rows),
+            f"{b}_faster_pairs": sum(r[f"{b}_s"] < r[f"{a}_s"] for r in rows), "pairs": len(rows)}
+
+
 def _saved_bytes(run: Callable[[], None]) -> int:
     import torch
 

@@ -640,6 +640,22 @@ def test_elementwise_graphs_store_shared_values_and_compile_correctly():
     torch.testing.assert_close(g.double(), ge, rtol=2e-5, atol=2e-5)
 
 
+def test_paired_compile_seconds_alternates_sides_and_compiles_each_candidate_per_side():
+    # kernels.bench.paired_compile_seconds (benchmarks/compile_*.py): one compile per side and candidate
+    from actsearch.kernels.bench import paired_compile_seconds
+
+    tag = torch.randint(10**8, (1,)).item()
+    cands = [parse_formula(f"x*sigmoid(1.{tag:08d}*x)"), parse_formula(f"x*tanh(1.{tag:08d}*x)"),
+             parse_formula(f"x*cos(1.{tag:08d}*x) + beta*x", params={"beta": 0.5})]
+    calls = []
+    out = paired_compile_seconds(cands, {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")})
+    assert not torch._inductor.config.force_disable_caches  # restored
+    assert calls == ["a", "b", "a", "a", "b"]  # warm-up on the first side, then b-a, a-b
+    assert [r["formula"] for r in out["rows"]] == [c.formula for c in cands[1:]] and out["pairs"] == 2
+    assert all(r["a_s"] > 0 and r["b_s"] > 0 and r["compile_error"] is None for r in out["rows"])
+    assert out["rows"][1]["params"] == 1 and 0 <= out["b_faster_pairs"] <= 2
+
+
 def test_compiled_op_serves_every_rank_with_one_graph():
     # CompiledKernel flattens contiguous inputs with scalar parameters: one compiled graph for 1-D,
     # 2-D and 4-D tensors; per-channel parameters and non-contiguous inputs keep their shapes.
