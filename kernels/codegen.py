@@ -142,8 +142,9 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
 #    double reads Inductor re-inlined: 17-19 s to compile a bessel candidate, now ~4 s).
 # 10: for Inductor, sigmoid(u) shares softplus(u)'s exp(min(u, 40)) where both appear.
 # 11: ... and erf(u) the derivative's exp(-u^2) (fast_math.erf_exp).
+# 13: ... and 1 - tanh(softplus(u))^2 is 4(n + 1)/(n + 2)^2, n = e(e + 2) (codegen.SechSqSoftplus).
 # 12: constant factors (terms) of a product (sum) print as one float: sqrt(2)/(2*sqrt(pi)) is 0.3989...
-CODEGEN_VERSION = 12
+CODEGEN_VERSION = 13
 
 
 def _full(expr_src: str, expr: sympy.Expr) -> str:
@@ -177,6 +178,22 @@ def _share_erf_exp(exprs: list) -> list:
     return [e.xreplace(repl) for e in exprs] if repl else exprs
 
 
+class SechSqSoftplus(sympy.Function):
+    """sech^2(softplus(u)) = 1 - tanh(softplus(u))^2, the factor that differentiating mish-like
+    tanh(softplus(u)) brings.  With n = e(e + 2), e = exp(u), tanh(softplus(u)) = n/(n + 2) (how the
+    Inductor spelling computes it) and 1 - tanh^2 = 4(n + 1)/(n + 2)^2 exactly: no cancellation where
+    tanh -> 1 (1 - t^2 computed from t loses everything there; mish's compiled f' had 2.3x eager's
+    error).  Only the Inductor module is written with it (TorchCodePrinter._print_SechSqSoftplus)."""
+    nargs = 1
+
+
+def _sech_sq_of_tanh_softplus(exprs: list) -> list:
+    """1 - tanh(softplus(u))**2 -> SechSqSoftplus(u)."""
+    tanhs = [t for t in set().union(*(e.atoms(sympy.tanh) for e in exprs)) if isinstance(t.args[0], softplus)]
+    repl = {1 - t ** 2: SechSqSoftplus(t.args[0].args[0]) for t in tanhs}
+    return [e.xreplace(repl) for e in exprs] if repl else exprs
+
+
 def _softplus_args(blocks: dict) -> frozenset:
     """Arguments u of every softplus(u) in the blocks: there the Inductor spelling of sigmoid(u) shares
     softplus's exp(u) (TorchCodePrinter._print_sigmoid).  CSE symbols are per block, so a block's u
@@ -202,7 +219,7 @@ def generate_source(candidate: Candidate, groups: int = 32) -> KernelSource:
     # whose blocks differ only where erf shares its exp with the derivative (ErfExp)
     inductor_blocks = {}
     for name, (es, prefix) in exprs.items():
-        shared = _share_erf_exp(es)
+        shared = _sech_sq_of_tanh_softplus(_share_erf_exp(es))
         inductor_blocks[name] = blocks[name] if shared is es else cse(shared, prefix)
     module = _module(candidate, groups, blocks, TorchCodePrinter())
     inductor_module = _module(candidate, groups, inductor_blocks,

@@ -146,6 +146,14 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
             return f"({n}/({n} + 2.0))"
         return f"tanh({self._print(arg)})"  # fast_math.tanh: e/(e + 2) and a Taylor branch near 0
 
+    def _print_SechSqSoftplus(self, expr):
+        # 1 - tanh(softplus(u))^2 without cancellation (codegen.SechSqSoftplus), from the exp that
+        # tanh(softplus(u)) computes; u > 40: n = 5.5e34, (n + 2)^2 overflows to inf in float32 and the
+        # ratio is 0, as it should be (the true value is below 1e-34 there).
+        e = self._clamped_exp(expr.args[0])
+        n = f"({e}*({e} + 2.0))"
+        return f"(4.0*({n} + 1.0)/(({n} + 2.0)*({n} + 2.0)))"
+
     def _clamped_exp(self, u) -> str:
         # exp(min(u, 40)): the one exp that Inductor spellings of sigmoid, softplus and tanh(softplus)
         # of the same u share (Inductor's kernel CSE merges identical expressions).  40 keeps e(e + 2)
