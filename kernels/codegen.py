@@ -142,8 +142,8 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
 #    double reads Inductor re-inlined: 17-19 s to compile a bessel candidate, now ~4 s).
 # 10: for Inductor, sigmoid(u) shares softplus(u)'s exp(min(u, 40)) where both appear.
 # 11: ... and erf(u) the derivative's exp(-u^2) (fast_math.erf_exp).
-# 13: ... and 1 - tanh(softplus(u))^2 is 4(n + 1)/(n + 2)^2, n = e(e + 2) (codegen.SechSqSoftplus).
 # 12: constant factors (terms) of a product (sum) print as one float: sqrt(2)/(2*sqrt(pi)) is 0.3989...
+# 13: 1 - tanh(softplus(u))^2 is 4(n + 1)/(n + 2)^2, n = e(e + 2) (codegen.SechSqSoftplus).
 CODEGEN_VERSION = 13
 
 

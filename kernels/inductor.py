@@ -116,9 +116,10 @@ def skip_repeated_dtype_rule_setup() -> bool:
             return True
 
         def __init__(self) -> None:
-            snapshot = dict(utils.op_dtype_propagation_rules)
-            if self.__dict__.get("_actsearch_rules") == snapshot:
-                return
+            rules = utils.op_dtype_propagation_rules
+            if self.__dict__.get("_actsearch_rules") == rules:
+                return  # the common case, at every emitted op: one dict comparison, no copy
+            snapshot = dict(rules)
             setup(self)
             self._actsearch_rules = snapshot
 

@@ -141,8 +141,7 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
         if isinstance(arg, F.softplus):
             # tanh(softplus(u)) = n/(n + 2), n = e(e + 2), e = exp(u): one exp instead of exp, log1p and
             # tanh (mish); no cancellation for u -> -inf (n/(n+2) ~ e), and the clamp keeps n finite.
-            e = self._clamped_exp(arg.args[0])
-            n = f"({e}*({e} + 2.0))"
+            n = self._softplus_n(arg.args[0])
             return f"({n}/({n} + 2.0))"
         return f"tanh({self._print(arg)})"  # fast_math.tanh: e/(e + 2) and a Taylor branch near 0
 
@@ -150,9 +149,13 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
         # 1 - tanh(softplus(u))^2 without cancellation (codegen.SechSqSoftplus), from the exp that
         # tanh(softplus(u)) computes; u > 40: n = 5.5e34, (n + 2)^2 overflows to inf in float32 and the
         # ratio is 0, as it should be (the true value is below 1e-34 there).
-        e = self._clamped_exp(expr.args[0])
-        n = f"({e}*({e} + 2.0))"
+        n = self._softplus_n(expr.args[0])
         return f"(4.0*({n} + 1.0)/(({n} + 2.0)*({n} + 2.0)))"
+
+    def _softplus_n(self, u) -> str:
+        # n = e(e + 2), e = exp(min(u, 40)): tanh(softplus(u)) = n/(n + 2) and its sech^2 = 4(n+1)/(n+2)^2
+        e = self._clamped_exp(u)
+        return f"({e}*({e} + 2.0))"
 
     def _clamped_exp(self, u) -> str:
         # exp(min(u, 40)): the one exp that Inductor spellings of sigmoid, softplus and tanh(softplus)
