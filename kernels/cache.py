@@ -3,9 +3,11 @@
 Layout of a cache directory (per user by default, per run when a search passes its run directory):
     kernels/<candidate id>.json   generated source (KernelSource) + torch version, so a known formula
                                   skips sympy differentiation/CSE in a new process
-    compiled/<torch>-<cpu>/<id>/  AOT-precompiled functions (torch.compile(...).aot_compile), one per
-                                  function and input signature, loaded without Dynamo tracing; keyed by
-                                  torch version and CPU capability (the code is built -march=native)
+    compiled/<torch>-<cpu>/<id>/  traced graphs (kernels.inductor.TracedGraph: Inductor's module source
+                                  and size guards), one file per function and shape pattern, and
+                                  AOT-precompiled functions (torch.compile(...).aot_compile) for calls
+                                  that cannot use them; loaded without tracing; keyed by torch version
+                                  and CPU capability (the code is built -march=native)
     inductor/                     TORCHINDUCTOR_CACHE_DIR: Inductor's FX-graph and C++/Triton
                                   artifacts, so the compile itself is a cache hit
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from actsearch.kernels.codegen import CODEGEN_VERSION, KernelSource
-from actsearch.kernels.inductor import compile_fused
+from actsearch.kernels.inductor import TracedGraph, compile_fused
 
 
 def default_cache_dir() -> Path:
@@ -102,6 +104,34 @@ class KernelCache:
             return compiled
         except Exception:  # noqa: BLE001 - an experimental API; plain torch.compile is the fallback
             return None
+
+    def _traced_path(self, candidate_id: str, name: str, pattern: tuple) -> Path:
+        import hashlib
+
+        tag = hashlib.blake2b(repr(pattern).encode(), digest_size=6).hexdigest()
+        return self._compiled_dir(candidate_id) / f"{name}-{tag}.graphs.json"
+
+    def traced_graphs(self, candidate_id: str, name: str, pattern: tuple) -> list:
+        """The traced graphs (kernels.inductor.TracedGraph) saved for this function and shape pattern;
+        [] when none are saved or the file is unreadable (they are then compiled again)."""
+        try:
+            d = json.loads(self._traced_path(candidate_id, name, pattern).read_text())
+            if d.get("pattern") != json.loads(json.dumps(pattern)):
+                return []
+            return [TracedGraph.from_dict(g) for g in d["graphs"]]
+        except Exception:  # noqa: BLE001 - missing, corrupt, other torch, failed load: compile again
+            return []
+
+    def store_traced_graphs(self, candidate_id: str, name: str, pattern: tuple, graphs: list) -> None:
+        path = self._traced_path(candidate_id, name, pattern)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"pattern": pattern, "graphs": [g.to_dict() for g in graphs]}, fh)
+            os.replace(tmp, path)  # atomic: concurrent workers never read a half-written file
+        except OSError:
+            pass  # a read-only cache still compiles; the graphs just are not kept
 
     def __len__(self) -> int:
         return sum(1 for _ in self.kernels.glob("*.json"))

@@ -3,8 +3,9 @@
 One input-sized tensor is saved for backward - f'(x), computed in the forward's pass, or with
 learnable parameters (or save="input") x and the parameters, from which backward recomputes f' - so
 an activation costs one tensor of activation memory, not one per intermediate as eager autograd does.
-Forward and backward are each compiled with `torch.compile(dynamic=True, fullgraph=True)` (Inductor:
-fused C++/OpenMP loops on CPU, Triton on GPU; kernels/inductor.py), so new batch sizes do not
+Forward and backward are each compiled by Inductor (fused C++/OpenMP loops on CPU, Triton on GPU;
+kernels/inductor.py): traced with make_fx and compiled without Dynamo where they can be
+(TracedGraph), else with `torch.compile(dynamic=True, fullgraph=True)`; new batch sizes do not
 recompile.  A compile failure falls back to the uncompiled generated functions with a recorded warning
 (`kernel.compile_error`) - still correct, just slower.
 """
@@ -22,16 +23,18 @@ from torch import nn
 from actsearch.formula import Candidate
 from actsearch.kernels.cache import KernelCache
 from actsearch.kernels.codegen import KernelSource, generate_source
-from actsearch.kernels.inductor import compile_fused
+from actsearch.kernels import inductor
+from actsearch.kernels.inductor import TracedGraph, compile_fused, compile_graph, shape_pattern
 
 
 @dataclass(frozen=True)
 class CompilePolicy:
     """When compiling pays.  Measured by `actsearch bench kernels` (policy rows; README): a compiled
-    fused fwd+bwd call costs ~100 us of guard/dispatch overhead against ~50 us uncompiled; compiled
-    wins from 16K-64K elements on (break-even varied between runs) and clearly at 256K (389 vs 676 us).
-    The default takes the conservative end.  With fewer than `min_calls` expected calls a cold compile
-    (~1.1 s, ~2 s with learnable parameters) is not repaid."""
+    fused fwd+bwd call (a traced graph) costs less than the uncompiled op at every size measured
+    (1K elements 104-113 us vs 130-147 us, 64K 196-205 vs 303-393 us), so `min_numel` is about repaying
+    the compile (~1.5 s, ~2.5 s with learnable parameters): ~30 us saved per call on a small tensor
+    needs ~50K calls, ~100-190 us at 64K ~10K.  With fewer than `min_calls` expected calls a cold
+    compile is not repaid either."""
 
     enabled: bool = True
     min_numel: int = 65536
@@ -114,23 +117,32 @@ class CompiledKernel:
 class _SafeCompiled:
     """A compiled generated function that degrades, never crashes.
 
-    With a KernelCache, each input signature (dtype, rank, device, requires_grad per tensor) is
-    AOT-compiled once (`torch.compile(...).aot_compile`, dynamic shapes) and saved; a later process loads
-    it without Dynamo tracing (~10 ms instead of ~65 ms per function).  Without a cache, or when loading,
-    AOT-compiling or a loaded function's guards fail, the plain torch.compile'd function is used; if that
-    fails too, the eager generated function, permanently, with a warning (kernel.compile_error)."""
+    Functions of candidates with a generated backward (elementwise graphs) are traced and compiled by
+    Inductor directly (kernels.inductor.compile_graph: no Dynamo, no AOTAutograd; median 0.28 s, up to
+    1.8 s less per candidate), one graph per input shape pattern and size guards, when no input needs autograd (under
+    create_graph backward must stay differentiable).  With a KernelCache those graphs are saved and
+    reloaded by a later process without tracing.  Otherwise, or when tracing fails: with a cache, each
+    input signature (dtype, rank, device, requires_grad per tensor) is AOT-compiled once
+    (`torch.compile(...).aot_compile`, dynamic shapes), saved and reloaded without Dynamo tracing;
+    without one, or when that fails, the plain torch.compile'd function; if that fails too, the eager
+    generated function, permanently, with a warning (kernel.compile_error)."""
 
     def __init__(self, kernel: CompiledKernel, name: str, fn: Callable, fallback: Callable):
         self.kernel, self.name, self.source_fn, self.fn = kernel, name, fn, fallback
         self.compiled = compile_fused(fn, elementwise=kernel.source.has_backward)
         self.first = True
         self.precompiled: dict[tuple, Optional[Callable]] = {}
+        self.traced: dict[tuple, list[TracedGraph]] = {}
+        # set when tracing failed once: torch.compile from then on
+        self.trace_error: Optional[str] = None if inductor.TRACED_GRAPHS else "ACTSEARCH_TRACED_GRAPHS=0"
 
     def __call__(self, *args):
         if self.kernel.compile_error is not None:
             return self.fn(*args)
         t0 = time.perf_counter() if self.first else 0.0
-        out = self._precompiled_call(args) if self.kernel.cache is not None else None
+        out = self._traced_call(args) if self.kernel.source.has_backward and self.trace_error is None else None
+        if out is None and self.kernel.cache is not None:
+            out = self._precompiled_call(args)
         if out is None:
             try:
                 out = self.compiled(*args)
@@ -141,6 +153,29 @@ class _SafeCompiled:
             self.kernel.compile_seconds[self.name] = time.perf_counter() - t0
             self.first = False
         return out
+
+    def _traced_call(self, args):
+        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            return None  # a traced graph's outputs have no autograd history
+        pattern = shape_pattern(args)
+        if pattern is None:
+            return None
+        graphs = self.traced.get(pattern)
+        cache = self.kernel.cache
+        if graphs is None:
+            graphs = self.traced[pattern] = (
+                cache.traced_graphs(self.kernel.source.candidate_id, self.name, pattern) if cache else [])
+        graph = next((g for g in graphs if g.holds(args)), None)
+        try:
+            if graph is None:
+                graph = compile_graph(self.source_fn, args, elementwise=True)
+                graphs.append(graph)
+                if cache is not None:
+                    cache.store_traced_graphs(self.kernel.source.candidate_id, self.name, pattern, graphs)
+            return graph(*args)
+        except Exception as exc:  # noqa: BLE001 - degrade to torch.compile, never crash
+            self.trace_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            return None
 
     def _precompiled_call(self, args):
         sig = tuple((a.dtype, a.dim(), a.device.type, a.requires_grad) if isinstance(a, torch.Tensor) else type(a)

@@ -159,3 +159,187 @@ def compile_population(fn: Callable) -> Callable:
 
     prepare_inductor()
     return torch.compile(fn, dynamic=False, fullgraph=True, options=dict(POPULATION_OPTIONS))
+
+
+def shape_pattern(args) -> Optional[tuple]:
+    """What a graph traced from `args` assumes about its inputs beyond its guards, as a hashable key;
+    None when the inputs do not suit a traced graph (a non-tensor, a non-contiguous tensor).
+
+    Symbolic tracing makes every size >= 2 a symbol and gives equal sizes one symbol (duck sizing;
+    x and grad share theirs), while sizes 0 and 1 are constants in the graph; a contiguous tensor's
+    strides are then expressions of its sizes.  A graph is valid for the inputs with the same dtypes,
+    devices, ranks, 0/1 sizes and equalities between sizes >= 2 (this pattern) on which its guards
+    hold (TracedGraph.holds: Inductor may specialise a reduction on the size it was traced with)."""
+    import torch
+
+    ids: dict[int, int] = {}
+    out = []
+    for a in args:
+        if not isinstance(a, torch.Tensor) or not a.is_contiguous():
+            return None
+        out.append((str(a.dtype), a.device.type,
+                    tuple(s if s < 2 else -1 - ids.setdefault(s, len(ids)) for s in a.shape)))
+    return tuple(out)
+
+
+def _integer_ops() -> dict:
+    import operator
+    from fractions import Fraction
+
+    def all_(*a):
+        return all(a)
+
+    def any_(*a):
+        return any(a)
+
+    def prod(*a):
+        out = 1
+        for v in a:
+            out *= v
+        return out
+
+    return {"Add": lambda *a: sum(a), "Mul": prod, "Pow": operator.pow, "Max": max, "Min": min,
+            "FloorDiv": operator.floordiv, "CeilDiv": lambda a, b: -(-a // b), "PythonMod": operator.mod,
+            "Mod": operator.mod, "Eq": operator.eq, "Ne": operator.ne, "Le": operator.le,
+            "Lt": operator.lt, "Ge": operator.ge, "Gt": operator.gt, "And": all_, "Or": any_,
+            "Not": operator.not_, "Rational": Fraction}
+
+
+_GUARD_OPS: dict = {}
+
+
+def encode_guard(expr):
+    """A size guard (a sympy expression over size symbols) as JSON: ["Symbol", name], an int, or
+    [op, *args] for the integer ops in _integer_ops().  Raises on anything else, so a graph whose
+    guards cannot be checked here is not used."""
+    import sympy
+
+    if isinstance(expr, sympy.Symbol):
+        return ["Symbol", expr.name]
+    if isinstance(expr, sympy.Integer) or expr in (sympy.true, sympy.false):
+        return int(bool(expr)) if expr in (sympy.true, sympy.false) else int(expr)
+    if isinstance(expr, sympy.Rational):
+        return ["Rational", int(expr.p), int(expr.q)]
+    name = type(expr).__name__
+    name = {"Equality": "Eq", "Unequality": "Ne", "LessThan": "Le", "StrictLessThan": "Lt",
+            "GreaterThan": "Ge", "StrictGreaterThan": "Gt"}.get(name, name)
+    if name not in (_GUARD_OPS or _GUARD_OPS.update(_integer_ops()) or _GUARD_OPS) or name == "Rational":
+        raise ValueError(f"unsupported guard term {name}: {expr}")
+    return [name, *[encode_guard(a) for a in expr.args]]
+
+
+def evaluate_guard(tree, sizes: dict):
+    if isinstance(tree, int):
+        return tree
+    if tree[0] == "Symbol":
+        return sizes[tree[1]]
+    if not _GUARD_OPS:
+        _GUARD_OPS.update(_integer_ops())
+    if tree[0] == "Rational":
+        return _GUARD_OPS["Rational"](tree[1], tree[2])
+    return _GUARD_OPS[tree[0]](*[evaluate_guard(a, sizes) for a in tree[1:]])
+
+
+class TracedGraph:
+    """A generated function compiled by Inductor from its traced graph, without Dynamo or AOTAutograd.
+
+    torch.compile spends ~0.4 s in Dynamo (bytecode analysis, fake-tensor propagation) and ~0.3 s in
+    AOTAutograd on one of our graphs before Inductor starts; a generated function needs neither: its
+    body is straight-line torch ops without side effects, and its outputs need no autograd here
+    (FusedActivation differentiates symbolically).  make_fx traces it with symbolic sizes and
+    Inductor's decompositions (what AOTAutograd would hand Inductor), and compile_fx_inner compiles
+    that graph.  Guards: the shape pattern (shape_pattern, checked by the caller) and the size guards
+    the trace or Inductor added (`holds`).  The compiled module's source is kept (`source_code`), so
+    the on-disk cache reloads it without tracing; its C++ kernel comes from Inductor's own cache
+    (rebuilt if that was cleared)."""
+
+    def __init__(self, source_code: str, single: bool, symbols: dict, guards: list,
+                 call: Optional[Callable] = None):
+        self.source_code, self.single = source_code, single
+        self.symbols = symbols  # size symbol -> [argument index, dimension] it is read from
+        self.guards = guards    # encode_guard trees; all must hold
+        if call is None:
+            from torch._inductor.codecache import PyCodeCache
+
+            call = PyCodeCache.load(source_code).call
+        self._call = call
+
+    def holds(self, args) -> bool:
+        if not self.guards:
+            return True
+        sizes = {name: args[i].shape[d] for name, (i, d) in self.symbols.items()}
+        return all(evaluate_guard(g, sizes) for g in self.guards)
+
+    def __call__(self, *args):
+        out = self._call(list(args))  # the compiled module's call() consumes its argument list
+        return out[0] if self.single else tuple(out)
+
+    def to_dict(self) -> dict:
+        import torch
+
+        return {"torch": torch.__version__, "single": self.single, "symbols": self.symbols,
+                "guards": self.guards, "source_code": self.source_code}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TracedGraph":
+        import torch
+
+        if d.get("torch") != torch.__version__:
+            raise ValueError(f"compiled by torch {d.get('torch')}, this is {torch.__version__}")
+        return cls(d["source_code"], bool(d["single"]), dict(d["symbols"]), list(d["guards"]))
+
+
+_trace_lock = threading.Lock()
+
+# ACTSEARCH_TRACED_GRAPHS=0 compiles every function with torch.compile, as before TracedGraph existed
+# (benchmarks/compile_traced.py compares the two).
+TRACED_GRAPHS = os.environ.get("ACTSEARCH_TRACED_GRAPHS", "1") != "0"
+
+
+def compile_graph(fn: Callable, args, elementwise: bool = True) -> TracedGraph:
+    """Trace `fn` on `args` (contiguous tensors, see shape_pattern) and compile it with Inductor
+    (ELEMENTWISE_OPTIONS for graphs of elementwise ops).  Raises when tracing or compiling fails or a
+    guard cannot be encoded; callers then fall back to torch.compile."""
+    import torch
+    from torch._guards import detect_fake_mode
+    from torch._inductor.compile_fx import compile_fx_inner
+    from torch._inductor.decomposition import select_decomp_table
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    prepare_inductor()
+    single = []
+
+    def as_tuple(*a):
+        out = fn(*a)
+        single.append(isinstance(out, torch.Tensor))
+        return (out,) if single[-1] else tuple(out)
+
+    options = ELEMENTWISE_OPTIONS if elementwise else INDUCTOR_OPTIONS
+    with _trace_lock, torch.no_grad():  # Inductor's compile state is process-wide
+        gm = make_fx(as_tuple, tracing_mode="symbolic", decomposition_table=select_decomp_table())(
+            *[a.detach() for a in args])
+        inputs = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
+        shape_env = detect_fake_mode(inputs).shape_env
+        with torch._inductor.config.patch(dict(options)):
+            compiled = compile_fx_inner(gm, inputs, is_inference=True)
+    if getattr(compiled, "constants", None) or not isinstance(getattr(compiled, "source_code", None), str):
+        raise RuntimeError("graph has tensor constants or no module source")
+    symbols: dict = {}
+    for i, t in enumerate(inputs):
+        for d, s in enumerate(t.shape):
+            if isinstance(s, torch.SymInt):
+                symbols.setdefault(str(s.node.expr), [i, d])
+    guards = [encode_guard(shape_env.replace(g.expr)) for g in shape_env.guards]
+    missing = {name for tree in guards for name in _symbol_names(tree)} - set(symbols)
+    if missing:
+        raise RuntimeError(f"guards on sizes that are not input sizes: {sorted(missing)}")
+    return TracedGraph(compiled.source_code, single[0], symbols, guards, compiled.current_callable)
+
+
+def _symbol_names(tree):
+    if isinstance(tree, list):
+        if tree[0] == "Symbol":
+            yield tree[1]
+        else:
+            for a in tree[1:]:
+                yield from _symbol_names(a)

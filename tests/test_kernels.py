@@ -1,3 +1,4 @@
+import json
 import os
 import warnings
 
@@ -8,6 +9,7 @@ from torch import nn
 from actsearch.bench_formula import random_screened_candidates
 from actsearch.catalog import load_catalog
 from actsearch.formula import parse_formula
+from actsearch.kernels import fused as fused_module
 from actsearch.kernels import (ActivationModule, CompiledKernel, CompilePolicy, KernelCache, fused_activation,
                                generate_source, get_kernel, swap_activations)
 
@@ -149,7 +151,11 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
             raise RuntimeError("simulated inductor failure")
         return run
 
+    def broken_trace(fn, args, elementwise=True):
+        raise RuntimeError("simulated trace failure")
+
     monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(fused_module, "compile_graph", broken_trace)  # the traced path fails first
     x = torch.randn(100, requires_grad=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -366,9 +372,11 @@ def test_precompiled_functions_are_saved_and_reused_across_processes(tmp_path):
         return _json.loads(r.stdout.strip().splitlines()[-1])
 
     first = run()
-    artifacts = sorted(p.name.rsplit("-", 1)[0] for p in (cache_dir / "compiled").rglob("*.aot"))
-    # warm-up candidate (no parameters): one fused forward+derivative; measured one: forward and backward
+    artifacts = sorted(p.name.rsplit("-", 1)[0] for p in (cache_dir / "compiled").rglob("*.graphs.json"))
+    # warm-up candidate (no parameters): one fused forward+derivative; measured one: forward and backward,
+    # saved as traced graphs (no torch.compile AOT artifact needed)
     assert artifacts == ["backward", "forward", "forward_with_derivative"]
+    assert not list((cache_dir / "compiled").rglob("*.aot"))
     second = run()
     assert first["error"] is None and second["error"] is None
     for key in ("y", "gx", "gb"):
@@ -376,7 +384,7 @@ def test_precompiled_functions_are_saved_and_reused_across_processes(tmp_path):
     # loading skips Dynamo tracing and compilation: far below a cold compile (~0.9 s per function)
     assert first["seconds"]["forward"] > 0.3
     assert second["seconds"]["forward"] < 0.2 and second["seconds"]["backward"] < 0.2
-    for p in (cache_dir / "compiled").rglob("*.aot"):
+    for p in (cache_dir / "compiled").rglob("*.graphs.json"):
         p.write_bytes(b"corrupt")
     third = run()  # corrupt artifacts are rebuilt, results unchanged
     assert third["error"] is None and third["gx"] == pytest.approx(first["gx"], rel=1e-6)
@@ -677,7 +685,11 @@ def test_paired_compile_seconds_alternates_sides_and_compiles_each_candidate_per
 def test_compiled_op_serves_every_rank_with_one_graph():
     # CompiledKernel flattens contiguous inputs with scalar parameters: one compiled graph for 1-D,
     # 2-D and 4-D tensors; per-channel parameters and non-contiguous inputs keep their shapes.
+    # Contiguous inputs get traced graphs (kernels.inductor.TracedGraph), so Dynamo compiles nothing.
     from torch._dynamo.utils import counters
+
+    def traced_graphs():
+        return sum(len(gs) for f in k._compiled.values() for gs in f.traced.values())
 
     c = parse_formula(f"x*sigmoid(1.{torch.randint(10**8, (1,)).item():08d}*x) + beta*x", params={"beta": 0.25})
     k = CompiledKernel(generate_source(c), CompilePolicy(min_numel=0))
@@ -699,7 +711,8 @@ def test_compiled_op_serves_every_rank_with_one_graph():
                 assert a.shape == b.shape
                 torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-5)
     # forward_with_derivative (save="derivative"), forward and backward (save="input"): one graph each
-    assert counters["stats"]["unique_graphs"] - before == 3
+    assert traced_graphs() == 3 and counters["stats"]["unique_graphs"] == before
+    assert all(f.trace_error is None for f in k._compiled.values())
     # per channel: (1, C, 1, 1) parameters broadcast, so the 4-D shape is kept (and is right)
     x = torch.randn(2, 3, 4, 4, requires_grad=True)
     pc = torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1).requires_grad_()
@@ -714,3 +727,54 @@ def test_compiled_op_serves_every_rank_with_one_graph():
     yt = fused_activation(k, xt, beta.detach(), compiled=True)
     torch.testing.assert_close(yt, k.eager_forward(xt, beta.detach()), rtol=1e-5, atol=1e-6)
     assert k.compile_error is None
+    assert counters["stats"]["unique_graphs"] > before  # the non-contiguous call went to torch.compile
+
+
+def test_traced_graph_guards_shapes_and_round_trip():
+    from actsearch.kernels.inductor import TracedGraph, compile_graph, shape_pattern
+
+    c = parse_formula(f"x*sigmoid(beta*x) + {torch.randint(10**6, (1,)).item()}e-9*x", params={"beta": 1.0})
+    ns = generate_source(c).namespace(inductor=True)
+    b = torch.tensor(1.3)
+    x, g = torch.randn(3000), torch.randn(3000)
+    graph = compile_graph(ns["backward"], (x, g, b))
+    # Inductor specialised the parameter-gradient reduction on the traced size: a guard, checked here
+    assert graph.guards and graph.holds((x, g, b))
+    big = (torch.randn(100_003), torch.randn(100_003), b)
+    assert not graph.holds(big)
+    for n in (2, 17, 3000, 4096):
+        args = (x[:n], g[:n], b)
+        assert graph.holds(args)
+        for a, r in zip(graph(*args), ns["backward"](*args)):
+            torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
+    big_graph = compile_graph(ns["backward"], big)
+    assert big_graph.holds(big) and not big_graph.holds((x, g, b))
+    loaded = TracedGraph.from_dict(json.loads(json.dumps(big_graph.to_dict())))
+    for a, r in zip(loaded(*big), ns["backward"](*big)):
+        torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-3)
+    fwd = compile_graph(ns["forward"], (x, b))  # elementwise only: no guard, every size >= 2
+    assert not fwd.guards and fwd.single
+    torch.testing.assert_close(fwd(big[0], b), ns["forward"](big[0], b))
+    # the pattern: dtypes, ranks, 0/1 sizes and which sizes are equal; None for unsuitable inputs
+    p = shape_pattern((torch.zeros(4, 3, 3), torch.zeros(1, 3, 1), torch.zeros(())))
+    assert p == (("torch.float32", "cpu", (-1, -2, -2)), ("torch.float32", "cpu", (1, -2, 1)),
+                 ("torch.float32", "cpu", ()))
+    assert shape_pattern((torch.zeros(4, 5, 3),))[0][2] == (-1, -2, -3)
+    assert shape_pattern((torch.zeros(6, 5).t(),)) is None and shape_pattern((torch.zeros(3), 1.0)) is None
+
+
+def test_guard_encoding_evaluates_integer_sympy_expressions():
+    import sympy
+    from torch.utils._sympy.functions import FloorDiv
+
+    from actsearch.kernels.inductor import encode_guard, evaluate_guard
+
+    s0, s1 = sympy.symbols("s0 s1", integer=True, positive=True)
+    cases = [sympy.Le(s0, 4096), sympy.Gt(FloorDiv(s0, 16) * s1, 100), sympy.Eq(s0 + 2 * s1, 11),
+             sympy.And(sympy.Ge(s0, 2), sympy.Ne(s1, 3)), sympy.Lt(sympy.Max(s0, s1), 9)]
+    for expr in cases:
+        tree = json.loads(json.dumps(encode_guard(expr)))
+        for v0, v1 in [(3, 4), (4096, 2), (5000, 3), (7, 2)]:
+            assert bool(evaluate_guard(tree, {"s0": v0, "s1": v1})) == bool(expr.subs({s0: v0, s1: v1}))
+    with pytest.raises(ValueError, match="unsupported guard"):
+        encode_guard(sympy.Le(sympy.sin(s0), 1))
