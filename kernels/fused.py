@@ -132,15 +132,16 @@ class _SafeCompiled:
         self.compiled = compile_fused(fn, elementwise=kernel.source.has_backward)
         self.first = True
         self.precompiled: dict[tuple, Optional[Callable]] = {}
-        self.traced: dict[tuple, list[TracedGraph]] = {}
-        # set when tracing failed once: torch.compile from then on
-        self.trace_error: Optional[str] = None if inductor.TRACED_GRAPHS else "ACTSEARCH_TRACED_GRAPHS=0"
+        self.traced: dict[tuple, Optional[list[TracedGraph]]] = {}  # shape pattern -> graphs; None: failed
+        self.use_traced = kernel.source.has_backward and inductor.TRACED_GRAPHS  # elementwise graphs only
+        self.trace_error: Optional[str] = None  # the last trace or traced-call failure (that pattern then
+        # goes to torch.compile)
 
     def __call__(self, *args):
         if self.kernel.compile_error is not None:
             return self.fn(*args)
         t0 = time.perf_counter() if self.first else 0.0
-        out = self._traced_call(args) if self.kernel.source.has_backward and self.trace_error is None else None
+        out = self._traced_call(args) if self.use_traced else None
         if out is None and self.kernel.cache is not None:
             out = self._precompiled_call(args)
         if out is None:
@@ -160,9 +161,11 @@ class _SafeCompiled:
         pattern = shape_pattern(args)
         if pattern is None:
             return None
-        graphs = self.traced.get(pattern)
-        cache = self.kernel.cache
+        graphs = self.traced.get(pattern, False)
         if graphs is None:
+            return None  # tracing failed for this pattern before
+        cache = self.kernel.cache
+        if graphs is False:
             graphs = self.traced[pattern] = (
                 cache.traced_graphs(self.kernel.source.candidate_id, self.name, pattern) if cache else [])
         graph = next((g for g in graphs if g.holds(args)), None)
@@ -173,7 +176,8 @@ class _SafeCompiled:
                 if cache is not None:
                     cache.store_traced_graphs(self.kernel.source.candidate_id, self.name, pattern, graphs)
             return graph(*args)
-        except Exception as exc:  # noqa: BLE001 - degrade to torch.compile, never crash
+        except Exception as exc:  # noqa: BLE001 - degrade to torch.compile for this pattern, never crash
+            self.traced[pattern] = None
             self.trace_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
             return None
 

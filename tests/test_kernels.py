@@ -689,7 +689,7 @@ def test_compiled_op_serves_every_rank_with_one_graph():
     from torch._dynamo.utils import counters
 
     def traced_graphs():
-        return sum(len(gs) for f in k._compiled.values() for gs in f.traced.values())
+        return sum(len(gs or []) for f in k._compiled.values() for gs in f.traced.values())
 
     c = parse_formula(f"x*sigmoid(1.{torch.randint(10**8, (1,)).item():08d}*x) + beta*x", params={"beta": 0.25})
     k = CompiledKernel(generate_source(c), CompilePolicy(min_numel=0))
@@ -778,3 +778,32 @@ def test_guard_encoding_evaluates_integer_sympy_expressions():
             assert bool(evaluate_guard(tree, {"s0": v0, "s1": v1})) == bool(expr.subs({s0: v0, s1: v1}))
     with pytest.raises(ValueError, match="unsupported guard"):
         encode_guard(sympy.Le(sympy.sin(s0), 1))
+
+
+def test_traced_graphs_cover_edge_shapes_and_fail_per_pattern(monkeypatch):
+    # size 1 (a constant in the traced graph), an offset view, float64: each right; a pattern whose
+    # trace fails goes to torch.compile alone, the others stay traced
+    c = parse_formula(f"x*tanh(softplus(x)) + {torch.randint(10**6, (1,)).item()}e-9*x")
+    k = CompiledKernel(generate_source(c), CompilePolicy(min_numel=0))
+    real_compile_graph = fused_module.compile_graph
+
+    def no_float64(fn, args, elementwise=True):
+        if args[0].dtype == torch.float64:
+            raise RuntimeError("simulated trace failure for float64")
+        return real_compile_graph(fn, args, elementwise)
+
+    monkeypatch.setattr(fused_module, "compile_graph", no_float64)
+    base = torch.randn(1000)
+    for x in (torch.randn(1), base[7:507], torch.randn(4, 64), torch.randn(300, dtype=torch.float64)):
+        x = x.detach().requires_grad_()
+        y = fused_activation(k, x, compiled=True)
+        (gx,) = torch.autograd.grad(y.square().sum(), x)
+        ye = k.eager_forward(x)
+        (gxe,) = torch.autograd.grad(ye.square().sum(), x)
+        torch.testing.assert_close(y, ye, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(gx, gxe, rtol=1e-4, atol=1e-5)
+    f = k._compiled["forward_with_derivative"]
+    graphs = {p[0][0]: v for p, v in f.traced.items()}
+    assert graphs["torch.float64"] is None and "float64" in f.trace_error
+    assert sum(len(v) for v in f.traced.values() if v) == 2  # size 1, and every other float32 size
+    assert k.compile_error is None
