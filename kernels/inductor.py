@@ -3,10 +3,12 @@
 compiles population graphs)."""
 from __future__ import annotations
 
+import operator
 import os
 import shutil
 import tempfile
 import threading
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -182,61 +184,53 @@ def shape_pattern(args) -> Optional[tuple]:
     return tuple(out)
 
 
-def _integer_ops() -> dict:
-    import operator
-    from fractions import Fraction
-
-    def all_(*a):
-        return all(a)
-
-    def any_(*a):
-        return any(a)
-
-    def prod(*a):
-        out = 1
-        for v in a:
-            out *= v
-        return out
-
-    return {"Add": lambda *a: sum(a), "Mul": prod, "Pow": operator.pow, "Max": max, "Min": min,
-            "FloorDiv": operator.floordiv, "CeilDiv": lambda a, b: -(-a // b), "PythonMod": operator.mod,
-            "Mod": operator.mod, "Eq": operator.eq, "Ne": operator.ne, "Le": operator.le,
-            "Lt": operator.lt, "Ge": operator.ge, "Gt": operator.gt, "And": all_, "Or": any_,
-            "Not": operator.not_, "Rational": Fraction}
+def _product(*factors):
+    out = 1
+    for f in factors:
+        out *= f
+    return out
 
 
-_GUARD_OPS: dict = {}
+# What a size guard may contain (sympy class name -> Python integer op), for encode_guard/evaluate_guard.
+_GUARD_OPS: dict = {
+    "Add": lambda *a: sum(a), "Mul": _product, "Pow": operator.pow, "Max": max, "Min": min,
+    "FloorDiv": operator.floordiv, "CeilDiv": lambda a, b: -(-a // b), "PythonMod": operator.mod,
+    "Mod": operator.mod, "Eq": operator.eq, "Ne": operator.ne, "Le": operator.le, "Lt": operator.lt,
+    "Ge": operator.ge, "Gt": operator.gt, "And": lambda *a: all(a), "Or": lambda *a: any(a),
+    "Not": operator.not_,
+}
+_SYMPY_RELATIONS = {"Equality": "Eq", "Unequality": "Ne", "LessThan": "Le", "StrictLessThan": "Lt",
+                    "GreaterThan": "Ge", "StrictGreaterThan": "Gt", "BooleanTrue": True, "BooleanFalse": False}
 
 
 def encode_guard(expr):
-    """A size guard (a sympy expression over size symbols) as JSON: ["Symbol", name], an int, or
-    [op, *args] for the integer ops in _integer_ops().  Raises on anything else, so a graph whose
-    guards cannot be checked here is not used."""
+    """A size guard (a sympy expression over size symbols) as JSON: ["Symbol", name], an int,
+    ["Rational", p, q], or [op, *args] for an op of _GUARD_OPS.  Raises ValueError on anything else,
+    so a graph with a guard this cannot check is not used."""
     import sympy
 
     if isinstance(expr, sympy.Symbol):
         return ["Symbol", expr.name]
-    if isinstance(expr, sympy.Integer) or expr in (sympy.true, sympy.false):
-        return int(bool(expr)) if expr in (sympy.true, sympy.false) else int(expr)
+    if isinstance(expr, sympy.Integer):
+        return int(expr)
     if isinstance(expr, sympy.Rational):
         return ["Rational", int(expr.p), int(expr.q)]
-    name = type(expr).__name__
-    name = {"Equality": "Eq", "Unequality": "Ne", "LessThan": "Le", "StrictLessThan": "Lt",
-            "GreaterThan": "Ge", "StrictGreaterThan": "Gt"}.get(name, name)
-    if name not in (_GUARD_OPS or _GUARD_OPS.update(_integer_ops()) or _GUARD_OPS) or name == "Rational":
+    name = _SYMPY_RELATIONS.get(type(expr).__name__, type(expr).__name__)
+    if isinstance(name, bool):
+        return int(name)
+    if name not in _GUARD_OPS:
         raise ValueError(f"unsupported guard term {name}: {expr}")
     return [name, *[encode_guard(a) for a in expr.args]]
 
 
 def evaluate_guard(tree, sizes: dict):
+    """The value of an encode_guard tree with the size symbols bound to `sizes` (name -> int)."""
     if isinstance(tree, int):
         return tree
     if tree[0] == "Symbol":
         return sizes[tree[1]]
-    if not _GUARD_OPS:
-        _GUARD_OPS.update(_integer_ops())
     if tree[0] == "Rational":
-        return _GUARD_OPS["Rational"](tree[1], tree[2])
+        return Fraction(tree[1], tree[2])
     return _GUARD_OPS[tree[0]](*[evaluate_guard(a, sizes) for a in tree[1:]])
 
 
@@ -300,6 +294,7 @@ def compile_graph(fn: Callable, args, elementwise: bool = True) -> TracedGraph:
     """Trace `fn` on `args` (contiguous tensors, see shape_pattern) and compile it with Inductor
     (ELEMENTWISE_OPTIONS for graphs of elementwise ops).  Raises when tracing or compiling fails or a
     guard cannot be encoded; callers then fall back to torch.compile."""
+    import sympy
     import torch
     from torch._guards import detect_fake_mode
     from torch._inductor.compile_fx import compile_fx_inner
@@ -324,12 +319,21 @@ def compile_graph(fn: Callable, args, elementwise: bool = True) -> TracedGraph:
             compiled = compile_fx_inner(gm, inputs, is_inference=True)
     if getattr(compiled, "constants", None) or not isinstance(getattr(compiled, "source_code", None), str):
         raise RuntimeError("graph has tensor constants or no module source")
+    # Each size >= 2 was traced as its own symbol (equal sizes: one symbol), read back from the input
+    # it came from.  The guards are the trace's and Inductor's, as recorded, plus every replacement the
+    # shape environment made (a size specialised to a constant, or set equal to another): written
+    # as guards, so a size that a replacement folded into the code is checked, never assumed.
     symbols: dict = {}
     for i, t in enumerate(inputs):
-        for d, s in enumerate(t.shape):
-            if isinstance(s, torch.SymInt):
-                symbols.setdefault(str(s.node.expr), [i, d])
-    guards = [encode_guard(shape_env.replace(g.expr)) for g in shape_env.guards]
+        for d, size in enumerate(t.shape):
+            if isinstance(size, torch.SymInt):
+                raw = size.node._expr
+                if not isinstance(raw, sympy.Symbol):
+                    raise RuntimeError(f"input size traced as {raw}, not a symbol")
+                symbols.setdefault(raw.name, [i, d])
+    guard_exprs = [g.expr for g in shape_env.guards]
+    guard_exprs += [sympy.Eq(sym, value) for sym, value in shape_env.replacements.items()]
+    guards = [encode_guard(e) for e in guard_exprs]
     missing = {name for tree in guards for name in _symbol_names(tree)} - set(symbols)
     if missing:
         raise RuntimeError(f"guards on sizes that are not input sizes: {sorted(missing)}")

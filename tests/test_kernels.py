@@ -807,3 +807,18 @@ def test_traced_graphs_cover_edge_shapes_and_fail_per_pattern(monkeypatch):
     assert graphs["torch.float64"] is None and "float64" in f.trace_error
     assert sum(len(v) for v in f.traced.values() if v) == 2  # size 1, and every other float32 size
     assert k.compile_error is None
+
+
+def test_traced_graph_keeps_a_size_specialisation_as_a_guard():
+    # a branch on a size specialises the trace to it (the shape environment replaces the size by a
+    # constant): the graph must then refuse other sizes, never silently compute the branch it took
+    from actsearch.kernels.inductor import compile_graph
+
+    def branchy(x):
+        return x * 2.0 if x.shape[0] == 4096 else x * 3.0
+
+    graph = compile_graph(branchy, (torch.randn(4096),))
+    assert graph.holds((torch.randn(4096),)) and not graph.holds((torch.randn(100),))
+    torch.testing.assert_close(graph(torch.ones(4096)), torch.full((4096,), 2.0))
+    other = compile_graph(branchy, (torch.randn(100),))
+    assert other.holds((torch.randn(5000),)) and not other.holds((torch.randn(4096),))
