@@ -28,6 +28,10 @@ INDUCTOR_OPTIONS = {"cpp.enable_loop_tail_vec": False}
 # by a pointwise loop would become a buffer in memory between two kernels.
 ELEMENTWISE_OPTIONS = {**INDUCTOR_OPTIONS, "realize_reads_threshold": 1}
 
+# ACTSEARCH_TRACED_GRAPHS=0 compiles every function with torch.compile, as before TracedGraph existed
+# (benchmarks/compile_traced.py compares the two).
+TRACED_GRAPHS = os.environ.get("ACTSEARCH_TRACED_GRAPHS", "1") != "0"
+
 # Linkers faster than GNU ld (bfd) at linking a kernel against libtorch_cpu.so (434 MB), fastest first.
 FAST_LINKERS = ("mold", "ld.lld", "ld.gold")
 
@@ -155,12 +159,47 @@ def compile_fused(fn: Callable, elementwise: bool = False) -> Callable:
 POPULATION_OPTIONS = {"realize_reads_threshold": 1}
 
 
+class PopulationGraph:
+    """A population graph (kernels/population.py) compiled for static shapes: traced and compiled by
+    Inductor without Dynamo (compile_graph, dynamic=False), one graph per exact input layout (shapes,
+    strides, dtypes, devices), which training keeps fixed.  Dynamo's analysis of a 16-candidate
+    population (hundreds of ops) made its compile slow: three 16-candidate populations compiled in
+    10.5 / 12.6 / 19.5 s through torch.compile, 8.3 / 7.4 / 13.4 s traced, outputs bit-identical, and
+    the traced call ran 1.2-1.3x faster (no guards on ~30 inputs; benchmarks/compile_traced.py
+    --population 16).  A layout whose trace fails goes to
+    torch.compile (static, POPULATION_OPTIONS); if that fails, the caller's fallback applies."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.graphs: dict[tuple, Callable] = {}
+        self.trace_error: Optional[str] = None
+        self._compiled: Optional[Callable] = None
+
+    def __call__(self, *args):
+        import torch
+
+        layout = tuple((tuple(a.shape), tuple(a.stride()), a.dtype, a.device.type) if isinstance(a, torch.Tensor)
+                       else (type(a), a) for a in args)
+        graph = self.graphs.get(layout)
+        if graph is None:
+            if TRACED_GRAPHS and all(isinstance(a, torch.Tensor) for a in args):
+                try:
+                    graph = compile_graph(self.fn, args, dynamic=False, options=POPULATION_OPTIONS)
+                except Exception as exc:  # noqa: BLE001 - degrade to torch.compile, never crash
+                    self.trace_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            if graph is None:
+                if self._compiled is None:
+                    self._compiled = torch.compile(self.fn, dynamic=False, fullgraph=True,
+                                                   options=dict(POPULATION_OPTIONS))
+                graph = self._compiled
+            self.graphs[layout] = graph
+        return graph(*args)
+
+
 def compile_population(fn: Callable) -> Callable:
     """A population graph (kernels/population.py): static shapes, one graph, POPULATION_OPTIONS."""
-    import torch
-
     prepare_inductor()
-    return torch.compile(fn, dynamic=False, fullgraph=True, options=dict(POPULATION_OPTIONS))
+    return PopulationGraph(fn)
 
 
 def shape_pattern(args) -> Optional[tuple]:
@@ -285,15 +324,14 @@ class TracedGraph:
 
 _trace_lock = threading.Lock()
 
-# ACTSEARCH_TRACED_GRAPHS=0 compiles every function with torch.compile, as before TracedGraph existed
-# (benchmarks/compile_traced.py compares the two).
-TRACED_GRAPHS = os.environ.get("ACTSEARCH_TRACED_GRAPHS", "1") != "0"
 
 
-def compile_graph(fn: Callable, args, elementwise: bool = True) -> TracedGraph:
-    """Trace `fn` on `args` (contiguous tensors, see shape_pattern) and compile it with Inductor
-    (ELEMENTWISE_OPTIONS for graphs of elementwise ops).  Raises when tracing or compiling fails or a
-    guard cannot be encoded; callers then fall back to torch.compile."""
+def compile_graph(fn: Callable, args, elementwise: bool = True, dynamic: bool = True,
+                  options: Optional[dict] = None) -> TracedGraph:
+    """Trace `fn` on `args` and compile it with Inductor: with symbolic sizes (dynamic; contiguous
+    tensors, see shape_pattern) or for exactly these shapes and strides (static; PopulationGraph);
+    ELEMENTWISE_OPTIONS for graphs of elementwise ops unless `options` are given.  Raises when tracing
+    or compiling fails or a guard cannot be encoded; callers then fall back to torch.compile."""
     import sympy
     import torch
     from torch._guards import detect_fake_mode
@@ -309,10 +347,11 @@ def compile_graph(fn: Callable, args, elementwise: bool = True) -> TracedGraph:
         single.append(isinstance(out, torch.Tensor))
         return (out,) if single[-1] else tuple(out)
 
-    options = ELEMENTWISE_OPTIONS if elementwise else INDUCTOR_OPTIONS
+    if options is None:
+        options = ELEMENTWISE_OPTIONS if elementwise else INDUCTOR_OPTIONS
     with _trace_lock, torch.no_grad():  # Inductor's compile state is process-wide
-        gm = make_fx(as_tuple, tracing_mode="symbolic", decomposition_table=select_decomp_table())(
-            *[a.detach() for a in args])
+        gm = make_fx(as_tuple, tracing_mode="symbolic" if dynamic else "fake",
+                     decomposition_table=select_decomp_table())(*[a.detach() for a in args])
         inputs = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
         shape_env = detect_fake_mode(inputs).shape_env
         with torch._inductor.config.patch(dict(options)):
@@ -331,8 +370,8 @@ def compile_graph(fn: Callable, args, elementwise: bool = True) -> TracedGraph:
                 if not isinstance(raw, sympy.Symbol):
                     raise RuntimeError(f"input size traced as {raw}, not a symbol")
                 symbols.setdefault(raw.name, [i, d])
-    guard_exprs = [g.expr for g in shape_env.guards]
-    guard_exprs += [sympy.Eq(sym, value) for sym, value in shape_env.replacements.items()]
+    guard_exprs = [g.expr for g in shape_env.guards] if shape_env is not None else []
+    guard_exprs += [sympy.Eq(sym, value) for sym, value in shape_env.replacements.items()] if shape_env else []
     guards = [encode_guard(e) for e in guard_exprs]
     missing = {name for tree in guards for name in _symbol_names(tree)} - set(symbols)
     if missing:

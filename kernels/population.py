@@ -4,7 +4,8 @@ Population-batched training (actsearch.training) applies member k's activation t
 (K, ...) tensor.  Run op by op, a small slice costs every candidate its full chain of eager kernels
 (measured: 16 catalog/random candidates on 3x100x100 slices, 3.2 ms per forward); compiled per
 candidate it costs every candidate a compiled-call overhead (~100 us) and a compile.  A PopulationKernel
-traces all candidates' generated functions on their slices into ONE torch.compile graph: one call per
+traces all candidates' generated functions on their slices into ONE Inductor graph (static shapes,
+kernels.inductor.PopulationGraph: traced without Dynamo, torch.compile as its fallback): one call per
 layer, one compile per population (Inductor fuses the slices' loops and the concatenation).
 
 Runs are consecutive slices [a, b) of the member axis, each with one candidate and its parameters

@@ -63,6 +63,32 @@ def test_population_kernel_equals_each_candidates_fused_op(setup, compiled):
             torch.testing.assert_close(p.grad, q.grad.view(-1), rtol=1e-4, atol=1e-5)
         i += len(c.params)
     assert pk.compile_error is None
+    if compiled:  # a static traced graph (kernels.inductor.PopulationGraph), not torch.compile
+        from actsearch.kernels.inductor import PopulationGraph, TracedGraph
+
+        graph = pk._fns[True]
+        assert isinstance(graph, PopulationGraph) and graph.trace_error is None
+        assert [type(g) for g in graph.graphs.values()] == [TracedGraph]
+
+
+def test_population_graph_falls_back_to_torch_compile_when_tracing_fails(setup, monkeypatch):
+    from actsearch.kernels import inductor
+
+    def broken(*a, **kw):
+        raise RuntimeError("simulated trace failure")
+
+    monkeypatch.setattr(inductor, "compile_graph", broken)
+    cands, kernels, bounds = setup
+    pk = PopulationKernel(kernels, bounds)
+    x = torch.randn(bounds[-1][1], 6)
+    params = [p.detach().view(-1, 1) for p in _params(cands, bounds, torch.float32)]
+    y, d = pk.forward_with_derivative(x, *params)
+    y0, d0 = pk.forward_with_derivative(x, *params, compiled=False)
+    torch.testing.assert_close(y, y0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(d, d0, rtol=1e-5, atol=1e-6)
+    graph = pk._fns[True]
+    assert "simulated trace failure" in graph.trace_error and pk.compile_error is None
+    assert list(graph.graphs.values()) == [graph._compiled]  # torch.compile served the layout
 
 
 def test_population_kernel_gradcheck_float64(setup):
