@@ -3,6 +3,7 @@
 compiles population graphs)."""
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 import shutil
@@ -325,6 +326,16 @@ class TracedGraph:
 _trace_lock = threading.Lock()
 
 
+def _compile_lock():
+    """Dynamo's own compile lock where torch has it, so a traced compile and a torch.compile in another
+    thread never share Inductor's process-wide state (its config patches, tracing context); else ours."""
+    try:
+        from torch._dynamo.convert_frame import compile_lock
+    except ImportError:
+        return _trace_lock
+    return compile_lock
+
+
 
 def compile_graph(fn: Callable, args, elementwise: bool = True, dynamic: bool = True,
                   options: Optional[dict] = None) -> TracedGraph:
@@ -349,7 +360,11 @@ def compile_graph(fn: Callable, args, elementwise: bool = True, dynamic: bool = 
 
     if options is None:
         options = ELEMENTWISE_OPTIONS if elementwise else INDUCTOR_OPTIONS
-    with _trace_lock, torch.no_grad():  # Inductor's compile state is process-wide
+    # make_fx raises FX's process-wide "symbolic tracing" flag, and a torch.compile'd function called
+    # in another thread meanwhile would refuse to run ("FX to symbolically trace a dynamo-optimized
+    # function"); inside a compile session (the flag Dynamo raises while AOTAutograd traces) it runs.
+    session = getattr(torch.compiler, "_compile_session_context", contextlib.nullcontext)
+    with _compile_lock(), session(), torch.no_grad():  # Inductor's compile state is process-wide
         gm = make_fx(as_tuple, tracing_mode="symbolic" if dynamic else "fake",
                      decomposition_table=select_decomp_table())(*[a.detach() for a in args])
         inputs = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]

@@ -822,3 +822,39 @@ def test_traced_graph_keeps_a_size_specialisation_as_a_guard():
     torch.testing.assert_close(graph(torch.ones(4096)), torch.full((4096,), 2.0))
     other = compile_graph(branchy, (torch.randn(100),))
     assert other.holds((torch.randn(5000),)) and not other.holds((torch.randn(4096),))
+
+
+def test_a_traced_compile_does_not_break_compiled_calls_in_other_threads():
+    # make_fx raises FX's process-wide tracing flag: without a compile session around the trace, a
+    # torch.compile'd function called in another thread meanwhile raises ("FX to symbolically trace a
+    # dynamo-optimized function").  The traced function here blocks mid-trace until that call is made.
+    import threading
+
+    from actsearch.kernels.inductor import compile_graph
+
+    compiled_elsewhere = torch.compile(lambda t: t + 1.0, backend="eager", dynamic=False)
+    compiled_elsewhere(torch.ones(3))  # compiled before: calling it later needs no compile lock
+    in_trace, release, errors = threading.Event(), threading.Event(), []
+
+    def blocking(x):
+        in_trace.set()
+        release.wait(30)
+        return x * 2.0
+
+    def trace():
+        try:
+            graph = compile_graph(blocking, (torch.randn(64),))
+            torch.testing.assert_close(graph(torch.ones(8)), torch.full((8,), 2.0))
+        except Exception as exc:  # noqa: BLE001 - reported from the main thread
+            errors.append(repr(exc))
+
+    tracer = threading.Thread(target=trace)
+    tracer.start()
+    try:
+        assert in_trace.wait(30)
+        out = compiled_elsewhere(torch.ones(3))  # while the other thread is inside make_fx
+    finally:
+        release.set()
+        tracer.join(60)
+    torch.testing.assert_close(out, torch.full((3,), 2.0))
+    assert errors == []
