@@ -9,22 +9,16 @@ the same machine state (kernels.bench.paired_compile_seconds).  Prints each pair
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import tempfile
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=16, help="candidates, each compiled once per linker")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
+    from actsearch.kernels.bench import paired_compile_args, report_paired_compile, suite_candidates
 
+    args = paired_compile_args(__doc__)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="actsearch-bench-linker-")
-    from actsearch.kernels.bench import paired_compile_seconds, suite_candidates
     from actsearch.kernels.inductor import use_fast_linker
 
     fast = use_fast_linker()
@@ -34,19 +28,8 @@ def main() -> None:
     sides = {"default": lambda: os.environ.pop("COMPILER_PATH", None),
              "fast": lambda: os.environ.__setitem__("COMPILER_PATH", fast_dir)}
     cands = [c for c in suite_candidates(max(6, args.n)) if not c.params][: args.n + 1]
-    show = None if args.json else (
-        lambda r: print(f"default {r['default_s']:5.2f} s  fast {r['fast_s']:5.2f} s  {r['formula']}", flush=True))
-    try:
-        out = paired_compile_seconds(cands, sides, args.threads, show)
-    finally:
-        os.environ["COMPILER_PATH"] = fast_dir
-    out.update(fast_linker=fast, ratio_default_over_fast=out["median_default_s"] / out["median_fast_s"])
-    if args.json:
-        print(json.dumps(out))
-    else:
-        print(f"median compile per new candidate: default ld {out['median_default_s']:.2f} s, {fast} "
-              f"{out['median_fast_s']:.2f} s ({out['ratio_default_over_fast']:.2f}x); median saving per pair "
-              f"{out['median_paired_saving_s']:.2f} s; fast faster in {out['fast_faster_pairs']} of {out['pairs']}")
+    report_paired_compile(cands, sides, {"default": "default ld", "fast": fast}, args.threads, args.json,
+                          restore=lambda: os.environ.__setitem__("COMPILER_PATH", fast_dir), fast_linker=fast)
 
 
 if __name__ == "__main__":

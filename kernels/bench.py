@@ -93,6 +93,43 @@ def paired_compile_seconds(cands, sides: dict[str, Callable[[], None]], threads:
             f"{b}_faster_pairs": sum(r[f"{b}_s"] < r[f"{a}_s"] for r in rows), "pairs": len(rows)}
 
 
+def paired_compile_args(doc: str, argv=None, extra: Optional[Callable] = None):
+    """The command line the paired compile benchmarks share (benchmarks/compile_*.py): --n, --threads,
+    --json, plus whatever `extra(parser)` adds."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--n", type=int, default=16, help="candidates, each compiled once per side")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    if extra is not None:
+        extra(ap)
+    return ap.parse_args(argv)
+
+
+def report_paired_compile(cands, sides: dict[str, Callable[[], None]], labels: dict[str, str], threads: int,
+                          as_json: bool, restore: Callable[[], None] = lambda: None, **extra) -> dict:
+    """paired_compile_seconds with each pair printed as it finishes (unless as_json), restore() run
+    afterwards, then the medians printed (or one JSON object with `extra` and the ratio)."""
+    a, b = list(sides)
+    show = None if as_json else (lambda r: print(
+        "  ".join(f"{labels[n]} {r[f'{n}_s']:5.2f} s" for n in (a, b)) + f"  {r['formula']}", flush=True))
+    try:
+        out = paired_compile_seconds(cands, sides, threads, show)
+    finally:
+        restore()
+    out.update(extra)
+    ratio = out[f"ratio_{a}_over_{b}"] = out[f"median_{a}_s"] / out[f"median_{b}_s"]
+    if as_json:
+        print(json.dumps(out))
+    else:
+        print(f"median compile per new candidate: {labels[a]} {out[f'median_{a}_s']:.2f} s, {labels[b]} "
+              f"{out[f'median_{b}_s']:.2f} s ({ratio:.2f}x); median saving per pair "
+              f"{out['median_paired_saving_s']:.2f} s; {labels[b]} faster in {out[f'{b}_faster_pairs']} of "
+              f"{out['pairs']}")
+    return out
+
+
 def _saved_bytes(run: Callable[[], None]) -> int:
     import torch
 

@@ -666,15 +666,22 @@ def test_elementwise_graphs_store_shared_values_and_compile_correctly():
     torch.testing.assert_close(g.double(), ge, rtol=2e-5, atol=2e-5)
 
 
-def test_paired_compile_seconds_alternates_sides_and_compiles_each_candidate_per_side():
-    # kernels.bench.paired_compile_seconds (benchmarks/compile_*.py): one compile per side and candidate
-    from actsearch.kernels.bench import paired_compile_seconds
+def test_paired_compile_seconds_alternates_sides_and_compiles_each_candidate_per_side(capsys):
+    # kernels.bench.paired_compile_seconds via report_paired_compile (benchmarks/compile_*.py): one
+    # compile per side and candidate, each pair printed, then the medians
+    from actsearch.kernels.bench import report_paired_compile
 
     tag = torch.randint(10**8, (1,)).item()
     cands = [parse_formula(f"x*sigmoid(1.{tag:08d}*x)"), parse_formula(f"x*tanh(1.{tag:08d}*x)"),
              parse_formula(f"x*cos(1.{tag:08d}*x) + beta*x", params={"beta": 0.5})]
-    calls = []
-    out = paired_compile_seconds(cands, {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")})
+    calls, restored = [], []
+    out = report_paired_compile(cands, {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                                {"a": "side A", "b": "side B"}, 2, as_json=False,
+                                restore=lambda: restored.append(True), note="x")
+    assert restored == [True] and out["note"] == "x"
+    assert out["ratio_a_over_b"] == pytest.approx(out["median_a_s"] / out["median_b_s"])
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 3 and printed[0].startswith("side A") and "side B faster in" in printed[-1]
     assert not torch._inductor.config.force_disable_caches  # restored
     assert calls == ["a", "b", "a", "a", "b"]  # warm-up on the first side, then b-a, a-b
     assert [r["formula"] for r in out["rows"]] == [c.formula for c in cands[1:]] and out["pairs"] == 2
