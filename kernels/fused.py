@@ -24,7 +24,7 @@ from actsearch.formula import Candidate
 from actsearch.kernels.cache import KernelCache
 from actsearch.kernels.codegen import KernelSource, generate_source
 from actsearch.kernels import inductor
-from actsearch.kernels.inductor import TracedGraph, compile_fused, compile_graph, shape_pattern
+from actsearch.kernels.inductor import TracedGraph, compile_fused, compile_graph, error_summary, shape_pattern
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class CompiledKernel:
         return (out[0].view(x.shape), *out[1:]) if flat else tuple(out)
 
     def _fail(self, name: str, exc: BaseException) -> None:
-        self.compile_error = f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        self.compile_error = f"{name}: {error_summary(exc)}"
         warnings.warn(f"actsearch: compiling {self.source.formula!r} failed ({self.compile_error}); "
                       f"using the uncompiled generated kernel", RuntimeWarning, stacklevel=3)
 
@@ -119,8 +119,8 @@ class _SafeCompiled:
 
     Functions of candidates with a generated backward (elementwise graphs) are traced and compiled by
     Inductor directly (kernels.inductor.compile_graph: no Dynamo, no AOTAutograd; median 0.28 s, up to
-    1.8 s less per candidate), one graph per input shape pattern and size guards, when no input needs autograd (under
-    create_graph backward must stay differentiable).  With a KernelCache those graphs are saved and
+    1.8 s less per candidate), one graph per input shape pattern and size guards, when no input needs
+    autograd (under create_graph backward must stay differentiable).  With a KernelCache those graphs are saved and
     reloaded by a later process without tracing.  Otherwise, or when tracing fails: with a cache, each
     input signature (dtype, rank, device, requires_grad per tensor) is AOT-compiled once
     (`torch.compile(...).aot_compile`, dynamic shapes), saved and reloaded without Dynamo tracing;
@@ -178,7 +178,7 @@ class _SafeCompiled:
             return graph(*args)
         except Exception as exc:  # noqa: BLE001 - degrade to torch.compile for this pattern, never crash
             self.traced[pattern] = None
-            self.trace_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            self.trace_error = error_summary(exc)
             return None
 
     def _precompiled_call(self, args):

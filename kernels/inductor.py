@@ -33,6 +33,12 @@ ELEMENTWISE_OPTIONS = {**INDUCTOR_OPTIONS, "realize_reads_threshold": 1}
 # (benchmarks/compile_traced.py compares the two).
 TRACED_GRAPHS = os.environ.get("ACTSEARCH_TRACED_GRAPHS", "1") != "0"
 
+
+def error_summary(exc: BaseException) -> str:
+    """How a compile failure is recorded (compile_error, trace_error): type and first line, bounded."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
 # Linkers faster than GNU ld (bfd) at linking a kernel against libtorch_cpu.so (434 MB), fastest first.
 FAST_LINKERS = ("mold", "ld.lld", "ld.gold")
 
@@ -167,8 +173,8 @@ class PopulationGraph:
     population (hundreds of ops) made its compile slow: three 16-candidate populations compiled in
     10.5 / 12.6 / 19.5 s through torch.compile, 8.3 / 7.4 / 13.4 s traced, outputs bit-identical, and
     the traced call ran 1.2-1.3x faster (no guards on ~30 inputs; benchmarks/compile_traced.py
-    --population 16).  A layout whose trace fails goes to
-    torch.compile (static, POPULATION_OPTIONS); if that fails, the caller's fallback applies."""
+    --population 16).  A layout whose trace fails goes to torch.compile (static, POPULATION_OPTIONS);
+    if that fails, the caller's fallback applies."""
 
     def __init__(self, fn: Callable):
         self.fn = fn
@@ -187,7 +193,7 @@ class PopulationGraph:
                 try:
                     graph = compile_graph(self.fn, args, dynamic=False, options=POPULATION_OPTIONS)
                 except Exception as exc:  # noqa: BLE001 - degrade to torch.compile, never crash
-                    self.trace_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                    self.trace_error = error_summary(exc)
             if graph is None:
                 if self._compiled is None:
                     self._compiled = torch.compile(self.fn, dynamic=False, fullgraph=True,
@@ -336,7 +342,6 @@ def _compile_lock():
     return compile_lock
 
 
-
 def compile_graph(fn: Callable, args, elementwise: bool = True, dynamic: bool = True,
                   options: Optional[dict] = None) -> TracedGraph:
     """Trace `fn` on `args` and compile it with Inductor: with symbolic sizes (dynamic; contiguous
@@ -385,8 +390,10 @@ def compile_graph(fn: Callable, args, elementwise: bool = True, dynamic: bool = 
                 if not isinstance(raw, sympy.Symbol):
                     raise RuntimeError(f"input size traced as {raw}, not a symbol")
                 symbols.setdefault(raw.name, [i, d])
-    guard_exprs = [g.expr for g in shape_env.guards] if shape_env is not None else []
-    guard_exprs += [sympy.Eq(sym, value) for sym, value in shape_env.replacements.items()] if shape_env else []
+    guard_exprs = []
+    if shape_env is not None:  # static traces have none
+        guard_exprs = [g.expr for g in shape_env.guards]
+        guard_exprs += [sympy.Eq(sym, value) for sym, value in shape_env.replacements.items()]
     guards = [encode_guard(e) for e in guard_exprs]
     missing = {name for tree in guards for name in _symbol_names(tree)} - set(symbols)
     if missing:

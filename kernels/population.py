@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from actsearch.kernels.fused import CompiledKernel, grad_times_derivative, owns_buffer
-from actsearch.kernels.inductor import compile_population
+from actsearch.kernels.inductor import compile_population, error_summary
 
 _POPULATION_KERNELS: dict[tuple, "PopulationKernel"] = {}
 MAX_KEPT = 32
@@ -80,7 +80,7 @@ class PopulationKernel:
         try:
             return fn(x, *params)
         except Exception as exc:  # noqa: BLE001 - any compiler failure must degrade, not crash
-            self.compile_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            self.compile_error = error_summary(exc)
             warnings.warn(f"actsearch: compiling a population kernel of {len(self.kernels)} candidates failed "
                           f"({self.compile_error}); using the uncompiled generated functions",
                           RuntimeWarning, stacklevel=2)
