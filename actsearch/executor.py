@@ -28,6 +28,7 @@ def evaluate_items(items: list, tasks: list, seeds: int, steps: Optional[int], b
     With `cost`, each report also gets the candidate's measured kernel cost relative to ReLU."""
     from actsearch.evaluation import BaselineCache, evaluate_many
     from actsearch.formula import parse_formula
+    from actsearch.kernels.inductor import error_summary
 
     t0 = time.perf_counter()
     try:
@@ -38,7 +39,7 @@ def evaluate_items(items: list, tasks: list, seeds: int, steps: Optional[int], b
         if len(items) > 1:  # find the culprit: evaluate one by one
             return [r for item in items
                     for r in evaluate_items([item], tasks, seeds, steps, baselines, cache_dir, worker, cost)]
-        reason = f"evaluation error: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        reason = f"evaluation error: {error_summary(exc)}"
         return [(items[0][0], {"score": None, "tasks": {}, "seeds": [], "rejected": reason}, worker,
                  time.perf_counter() - t0)]
     wall = (time.perf_counter() - t0) / max(1, len(items))

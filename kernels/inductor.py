@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import operator
 import os
+import shlex
 import shutil
+import subprocess
 import tempfile
 import threading
 from fractions import Fraction
@@ -41,26 +43,102 @@ def error_summary(exc: BaseException) -> str:
 
 # Linkers faster than GNU ld (bfd) at linking a kernel against libtorch_cpu.so (434 MB), fastest first.
 FAST_LINKERS = ("mold", "ld.lld", "ld.gold")
+# What Inductor links every kernel against; the ld shim links Inductor's kernels against symbol-less
+# stubs of these (same SONAME) instead of the real libraries.
+TORCH_LIBS = ("torch", "torch_cpu", "torch_python")
 
 _linker_lock = threading.Lock()
 _linker_done = False
 _linker: Optional[str] = None
+
+# The `ld` gcc finds first (COMPILER_PATH).  For a shared object written into Inductor's cache
+# directory, it replaces -ltorch, -ltorch_cpu, -ltorch_python by stubs: libraries with the real
+# SONAMEs and no symbols, linked --no-as-needed.  The kernel then gets the same DT_NEEDED entries, and
+# its undefined symbols (Sleef's vector math, in libtorch_cpu) are bound when Python loads it, from
+# those libraries, already loaded: what the real link records, without the linker reading
+# libtorch_cpu's 74K dynamic symbols (0.15-0.2 s of every kernel's g++ with gold, ~0.4 s with GNU ld).
+# A shared-object link never checks undefined symbols (no -z defs), so nothing is checked later than
+# before: a missing symbol fails the load (RTLD_NOW), as it would have.  Every other link a child
+# process makes (a torch C++ extension, ...) runs the real linker untouched.  ACTSEARCH_LINK_STUBS=0
+# turns the stubs off (benchmarks/compile_linker.py --stubs compares both).
+_LD_SHIM = """#!/bin/sh
+# actsearch's ld shim (actsearch/kernels/inductor.py, use_fast_linker)
+linker={linker}
+stubs={stubs}
+[ "${{ACTSEARCH_LINK_STUBS:-1}}" = 0 ] && exec "$linker" "$@"
+out=; prev=; shared=0
+for a do
+  [ "$prev" = -o ] && out=$a
+  [ "$a" = -shared ] && shared=1
+  prev=$a
+done
+inductor=0
+if [ -n "$TORCHINDUCTOR_CACHE_DIR" ]; then
+  case $out in "$TORCHINDUCTOR_CACHE_DIR"/*) inductor=1 ;; esac
+fi
+case $out in "${{TMPDIR:-/tmp}}"/torchinductor_*/*) inductor=1 ;; esac
+[ $shared = 1 ] && [ $inductor = 1 ] || exec "$linker" "$@"
+for a do
+  shift
+  case $a in
+    -ltorch|-ltorch_cpu|-ltorch_python) set -- "$@" --push-state --no-as-needed "$stubs/lib${{a#-l}}.so" --pop-state ;;
+    *) set -- "$@" "$a" ;;
+  esac
+done
+exec "$linker" "$@"
+"""
 
 
 def _link_root() -> Path:
     return Path(tempfile.gettempdir()) / f"actsearch-ld-{os.getuid()}"
 
 
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Concurrent workers never see a missing or half-made file: write a private name, then rename."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+
+
+def _link_stubs(root: Path) -> Path:
+    """Symbol-less stubs of TORCH_LIBS, each with its library's SONAME (lib<name>.so in torch's wheels)."""
+    stubs = root / "stubs"
+    stubs.mkdir(parents=True, exist_ok=True)
+    for name in TORCH_LIBS:
+        lib = stubs / f"lib{name}.so"
+        if not lib.exists():
+            _write_atomically(lib, lambda tmp, name=name: subprocess.run(
+                ["gcc", "-shared", "-nostdlib", f"-Wl,-soname,lib{name}.so", "-o", str(tmp), "-x", "c", os.devnull],
+                check=True, capture_output=True))
+    return stubs
+
+
+def _inherited_linker(directory: Path) -> Optional[str]:
+    """The linker of an ld shim directory a parent process made (Ray workers inherit COMPILER_PATH)."""
+    if directory.parent.name != _link_root().name:
+        return None
+    for entry in (directory / "linker", directory / "ld"):  # the shim's target; an older bare symlink
+        if entry.is_symlink():
+            return os.readlink(entry)
+    return None
+
+
 def use_fast_linker() -> Optional[str]:
-    """Make g++ link Inductor's kernels with a fast linker, if one is installed; returns its path or None.
+    """Make g++ link Inductor's kernels with a fast linker and against libtorch stubs (_LD_SHIM);
+    returns the linker's path, or None when nothing was changed.
 
     Every CPU kernel Inductor builds is one g++ call that compiles and then links the kernel against
     libtorch, libtorch_cpu and libtorch_python.  GNU ld (bfd) spends ~0.4 s of that reading
-    libtorch_cpu's symbol table; gold does the same link in ~0.15 s (measured on the object of one
-    generated kernel, and per candidate by benchmarks/compile_linker.py).  Inductor has no setting for
-    linker flags, so this uses gcc's own lookup: gcc searches the directories in COMPILER_PATH for
-    its subprograms (`ld` among them) before PATH, and Inductor's g++ calls inherit this process's
-    environment.  Only `ld` is in that directory, so the assembler and compiler proper are unchanged.
+    libtorch_cpu's symbol table, gold ~0.15-0.2 s, and the stubs make the link itself ~0.01 s (measured
+    per candidate by benchmarks/compile_linker.py [--stubs]).  Inductor has no setting for linker
+    flags, so this uses gcc's own lookup: gcc searches the directories in COMPILER_PATH for its
+    subprograms (`ld` among them) before PATH, and Inductor's g++ calls inherit this process's
+    environment.  That directory holds `ld` (the shim) and `linker` (a link to the linker the shim
+    runs: the first of FAST_LINKERS on PATH, else `ld`), so the assembler and compiler are unchanged.
 
     Left alone when the user set COMPILER_PATH (one that a parent process set here, as Ray workers
     inherit it, is reported as that linker), or ACTSEARCH_LINKER=default; ACTSEARCH_LINKER=<name or
@@ -75,28 +153,34 @@ def use_fast_linker() -> Optional[str]:
         choice = os.environ.get("ACTSEARCH_LINKER", "")
         inherited = os.environ.get("COMPILER_PATH")
         if inherited:
-            # a directory this function made in a parent process (Ray workers inherit it): its linker
-            ours = Path(inherited) / "ld"
-            if Path(inherited).parent.name == _link_root().name and ours.is_symlink():
-                _linker = os.readlink(ours)
+            _linker = _inherited_linker(Path(inherited))
             return _linker
         if choice == "default":
             return None
-        candidates = (choice,) if choice else FAST_LINKERS
+        candidates = (choice,) if choice else (*FAST_LINKERS, "ld")
         found = next((p for p in (shutil.which(c) for c in candidates) if p), None)
         if found is None:
             return None
-        link_dir = _link_root() / Path(found).name
-        ld = link_dir / "ld"
+        root = _link_root()
+        link_dir = root / Path(found).name
         try:
+            stubs = _link_stubs(root)
             link_dir.mkdir(parents=True, exist_ok=True)
-            if not (ld.is_symlink() and os.readlink(ld) == found):
-                tmp = link_dir / f"ld.{os.getpid()}"
-                tmp.unlink(missing_ok=True)
-                tmp.symlink_to(found)
-                os.replace(tmp, ld)  # atomic: concurrent workers never see a missing or half-made link
-        except OSError:
-            return None  # read-only /tmp and the like: keep the default linker
+            linker, ld = link_dir / "linker", link_dir / "ld"
+            if not (linker.is_symlink() and os.readlink(linker) == found):
+                _write_atomically(linker, lambda tmp: tmp.symlink_to(found))
+            shim = _LD_SHIM.format(linker=shlex.quote(found), stubs=shlex.quote(str(stubs)))
+            if ld.is_symlink() or not ld.exists() or ld.read_text() != shim:
+                def write(tmp: Path) -> None:
+                    tmp.write_text(shim)
+                    tmp.chmod(0o755)
+
+                _write_atomically(ld, write)
+            # a script in a noexec /tmp would make every link fail: then the bare linker, no stubs
+            if subprocess.run([str(ld), "--version"], capture_output=True, timeout=30).returncode != 0:
+                _write_atomically(ld, lambda tmp: tmp.symlink_to(found))
+        except (OSError, subprocess.SubprocessError):
+            return None  # read-only /tmp, no gcc for the stubs and the like: keep the default linker
         os.environ["COMPILER_PATH"] = str(link_dir)
         _linker = found
         return found

@@ -546,10 +546,20 @@ def test_compiled_loop_tail_matches_eager_at_every_length(formula):
     assert k.compile_error is None
 
 
+def _needed(path) -> list[str]:
+    import re
+    import subprocess
+
+    out = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True, check=True).stdout
+    return re.findall(r"\(NEEDED\).*\[(.+?)\]", out)
+
+
 def test_fast_linker_links_the_compiled_kernels():
-    # kernels/inductor.py points gcc's COMPILER_PATH at a directory whose only entry `ld` is a fast
-    # linker; gold marks what it links with a .note.gnu.gold-version section.  A candidate with a
-    # constant no other test uses compiles now, so its kernel is linked in this test.
+    # kernels/inductor.py points gcc's COMPILER_PATH at a directory whose `ld` is a shim that runs a
+    # fast linker, with libtorch stubs for Inductor's kernels; gold marks what it links with a
+    # .note.gnu.gold-version section, and the stubs (linked --no-as-needed) leave all three libtorch
+    # libraries in DT_NEEDED where the real, as-needed link keeps only those a kernel uses.  A
+    # candidate with a constant no other test uses compiles now, so its kernel is linked in this test.
     import random
     import shutil
     import subprocess
@@ -565,20 +575,65 @@ def test_fast_linker_links_the_compiled_kernels():
     linker = use_fast_linker()
     assert linker is not None and Path(linker).name in ("mold", "ld.lld", "ld.gold")
     ld = subprocess.run(["g++", "-print-prog-name=ld"], capture_output=True, text=True, check=True).stdout.strip()
-    assert Path(ld).resolve() == Path(linker).resolve()
+    assert Path(ld) == Path(os.environ["COMPILER_PATH"]) / "ld"
+    assert (Path(ld).parent / "linker").resolve() == Path(linker).resolve()
     if Path(linker).name != "ld.gold":
         pytest.skip("the note below is gold's")
     t0 = time.time()
     c = parse_formula(f"x*sigmoid({random.uniform(1.01, 1.99):.9f}*x)")
     k = CompiledKernel(generate_source(c), CompilePolicy(min_numel=0))
     x = torch.randn(64, requires_grad=True)
-    fused_activation(k, x, compiled=True).sum().backward()
+    y = fused_activation(k, x, compiled=True)
+    y.sum().backward()
     assert k.compile_error is None
+    torch.testing.assert_close(y, k.eager_forward(x.detach()))
     root = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
     new = [p for p in root.rglob("*.so") if p.stat().st_mtime >= t0 - 1]
     assert new, "no kernel was built"
     sections = [subprocess.run(["readelf", "-SW", str(p)], capture_output=True, text=True).stdout for p in new]
     assert all(".note.gnu.gold-version" in s for s in sections)
+    if os.environ.get("ACTSEARCH_LINK_STUBS") != "0":
+        assert all({"libtorch.so", "libtorch_cpu.so", "libtorch_python.so"} <= set(_needed(p)) for p in new)
+
+
+def test_ld_shim_stubs_libtorch_only_for_inductor_outputs(tmp_path, monkeypatch):
+    # The shim links a shared object written under TORCHINDUCTOR_CACHE_DIR against symbol-less stubs
+    # of libtorch (all three NEEDED, --no-as-needed) and runs the real linker on every other link:
+    # there the as-needed link keeps libtorch_cpu only, whose symbol the object uses.  The stubbed
+    # object loads into this process (libtorch_cpu is loaded) and its call reaches the real function.
+    import ctypes
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from actsearch.kernels.inductor import use_fast_linker
+
+    if shutil.which("readelf") is None or shutil.which("gcc") is None:
+        pytest.skip("needs gcc and readelf")
+    if use_fast_linker() is None or "actsearch-ld" not in os.environ.get("COMPILER_PATH", ""):
+        pytest.skip("the user chose a linker")
+    src = tmp_path / "k.c"
+    # a libtorch_cpu export with C linkage, as the Sleef functions kernels call
+    src.write_text("extern int aoti_torch_dtype_float32(void);\nint k(void) { return aoti_torch_dtype_float32(); }\n")
+    lib = Path(torch.__file__).parent / "lib"
+    if " aoti_torch_dtype_float32\n" not in subprocess.run(
+            ["readelf", "--dyn-syms", "-W", str(lib / "libtorch_cpu.so")], capture_output=True, text=True).stdout:
+        pytest.skip("this libtorch_cpu does not export aoti_torch_dtype_float32")
+    cache = tmp_path / "inductor"
+    (cache / "ab").mkdir(parents=True)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
+    monkeypatch.delenv("ACTSEARCH_LINK_STUBS", raising=False)
+
+    def link(out, **env):
+        cmd = ["gcc", "-shared", "-fPIC", str(src), "-o", str(out), f"-L{lib}", "-ltorch", "-ltorch_cpu", "-ltorch_python"]
+        subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, **env})
+        return set(_needed(out)) & {"libtorch.so", "libtorch_cpu.so", "libtorch_python.so"}
+
+    assert link(cache / "ab" / "k.so") == {"libtorch.so", "libtorch_cpu.so", "libtorch_python.so"}
+    assert link(tmp_path / "k.so") == {"libtorch_cpu.so"}
+    assert link(cache / "ab" / "k2.so", ACTSEARCH_LINK_STUBS="0") == {"libtorch_cpu.so"}
+    k = ctypes.CDLL(str(cache / "ab" / "k.so"))
+    assert k.k() == 6  # c10::ScalarType::Float
 
 
 def test_fast_linker_respects_the_users_choice(monkeypatch):
@@ -608,7 +663,8 @@ def test_fast_linker_reports_the_linker_a_parent_process_chose(monkeypatch, tmp_
 
     link_dir = tmp_path / inductor._link_root().name / "ld.gold"
     link_dir.mkdir(parents=True)
-    (link_dir / "ld").symlink_to("/usr/bin/ld.gold")
+    (link_dir / "ld").write_text("#!/bin/sh\n")  # the shim; `linker` is what it runs
+    (link_dir / "linker").symlink_to("/usr/bin/ld.gold")
     monkeypatch.setattr(inductor, "_linker_done", False)
     monkeypatch.setattr(inductor, "_linker", None)
     monkeypatch.delenv("ACTSEARCH_LINKER", raising=False)
