@@ -164,23 +164,27 @@ def use_fast_linker() -> Optional[str]:
         root = _link_root()
         link_dir = root / Path(found).name
         try:
-            stubs = _link_stubs(root)
             link_dir.mkdir(parents=True, exist_ok=True)
             linker, ld = link_dir / "linker", link_dir / "ld"
             if not (linker.is_symlink() and os.readlink(linker) == found):
                 _write_atomically(linker, lambda tmp: tmp.symlink_to(found))
-            shim = _LD_SHIM.format(linker=shlex.quote(found), stubs=shlex.quote(str(stubs)))
-            if ld.is_symlink() or not ld.exists() or ld.read_text() != shim:
+            try:
+                shim: Optional[str] = _LD_SHIM.format(linker=shlex.quote(found),
+                                                      stubs=shlex.quote(str(_link_stubs(root))))
+            except (OSError, subprocess.SubprocessError):
+                shim = None  # no gcc to build the stubs with: the fast linker alone
+            if shim is not None and (ld.is_symlink() or not ld.exists() or ld.read_text() != shim):
                 def write(tmp: Path) -> None:
                     tmp.write_text(shim)
                     tmp.chmod(0o755)
 
                 _write_atomically(ld, write)
             # a script in a noexec /tmp would make every link fail: then the bare linker, no stubs
-            if subprocess.run([str(ld), "--version"], capture_output=True, timeout=30).returncode != 0:
-                _write_atomically(ld, lambda tmp: tmp.symlink_to(found))
+            if shim is None or subprocess.run([str(ld), "--version"], capture_output=True, timeout=30).returncode:
+                if not (ld.is_symlink() and os.readlink(ld) == found):
+                    _write_atomically(ld, lambda tmp: tmp.symlink_to(found))
         except (OSError, subprocess.SubprocessError):
-            return None  # read-only /tmp, no gcc for the stubs and the like: keep the default linker
+            return None  # read-only /tmp and the like: keep the default linker
         os.environ["COMPILER_PATH"] = str(link_dir)
         _linker = found
         return found

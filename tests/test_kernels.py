@@ -636,6 +636,43 @@ def test_ld_shim_stubs_libtorch_only_for_inductor_outputs(tmp_path, monkeypatch)
     assert k.k() == 6  # c10::ScalarType::Float
 
 
+def test_ld_shim_falls_back_to_the_bare_linker(monkeypatch, tmp_path):
+    # No gcc to build the stubs, or a shim that cannot run (a noexec /tmp): the directory's `ld` is
+    # then a plain link to the linker, so every link still works, only without the stubs.
+    import shutil
+    from pathlib import Path
+
+    from actsearch.kernels import inductor
+
+    shim = inductor._LD_SHIM
+    linker = shutil.which("ld.gold") or shutil.which("ld")
+    if linker is None:
+        pytest.skip("no linker on PATH")
+    monkeypatch.setattr(inductor, "_link_root", lambda: tmp_path / "actsearch-ld-test")
+    monkeypatch.setenv("ACTSEARCH_LINKER", linker)
+
+    def fresh():
+        monkeypatch.setattr(inductor, "_linker_done", False)
+        monkeypatch.setattr(inductor, "_linker", None)
+        monkeypatch.delenv("COMPILER_PATH", raising=False)
+        assert inductor.use_fast_linker() == linker
+        return Path(os.environ["COMPILER_PATH"]) / "ld"
+
+    ld = fresh()
+    assert not ld.is_symlink() and ld.read_text().startswith("#!/bin/sh")  # the shim
+    monkeypatch.setattr(inductor, "_LD_SHIM", "#!/bin/sh\nexit 1\n# {linker} {stubs}\n")
+    ld = fresh()
+    assert ld.is_symlink() and os.readlink(ld) == linker
+
+    def no_gcc(root):
+        raise FileNotFoundError("gcc")
+
+    monkeypatch.setattr(inductor, "_LD_SHIM", shim)
+    monkeypatch.setattr(inductor, "_link_stubs", no_gcc)
+    ld = fresh()
+    assert ld.is_symlink() and os.readlink(ld) == linker
+
+
 def test_fast_linker_respects_the_users_choice(monkeypatch):
     from actsearch.kernels import inductor
 
