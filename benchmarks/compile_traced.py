@@ -4,11 +4,13 @@
 One process, Inductor's caches off; each candidate (catalog + random screened, parametric ones
 included) is compiled once per side, in alternating order (kernels.bench.paired_compile_seconds).
 The fast linker and ELEMENTWISE_OPTIONS are on for both; only the front end differs.
+With --with-backward: candidates with learnable parameters (catalog), both sides traced: their forward
+and backward graphs compiled one after the other vs built together (kernels.fused.BUILD_WITH_BACKWARD).
 With --population K: population graphs (kernels/population.py, static shapes) of K candidates each,
 3 rows of 10,000 elements per candidate, --trials populations, each compiled once per side
 (alternating); also the largest output difference between the sides and their run times, interleaved.
 
-    python benchmarks/compile_traced.py [--n 16] [--population K [--trials 3]] [--json]
+    python benchmarks/compile_traced.py [--n 16] [--with-backward] [--population K [--trials 3]] [--json]
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ def main() -> None:
     def extra(ap):
         ap.add_argument("--population", type=int, default=0, help="population graphs of this many candidates")
         ap.add_argument("--trials", type=int, default=3, help="populations compiled (with --population)")
+        ap.add_argument("--with-backward", action="store_true",
+                        help="parametric candidates: graphs one after the other vs built together")
 
     args = paired_compile_args(__doc__, extra=extra)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="actsearch-bench-traced-")
@@ -32,6 +36,8 @@ def main() -> None:
 
     inductor.prepare_inductor()
     default = inductor.TRACED_GRAPHS
+    if args.with_backward:
+        return with_backward(args)
 
     def side(traced: bool):
         def setup():
@@ -42,6 +48,24 @@ def main() -> None:
                           {"torch_compile": side(False), "traced": side(True)},
                           {"torch_compile": "torch.compile", "traced": "traced"}, args.threads, args.json,
                           restore=side(default))
+
+
+def with_backward(args) -> None:
+    from actsearch.catalog import load_catalog
+    from actsearch.kernels import fused
+    from actsearch.kernels.bench import report_paired_compile
+
+    default = fused.BUILD_WITH_BACKWARD
+
+    def side(together: bool):
+        def setup():
+            fused.BUILD_WITH_BACKWARD = together
+        return setup
+
+    cands = [e.candidate for e in load_catalog().values() if e.candidate.params][: args.n + 1]
+    report_paired_compile(cands, {"one_by_one": side(False), "together": side(True)},
+                          {"one_by_one": "one after the other", "together": "built together"}, args.threads,
+                          args.json, restore=side(default))
 
 
 def population(args) -> None:

@@ -6,11 +6,13 @@ an activation costs one tensor of activation memory, not one per intermediate as
 Forward and backward are each compiled by Inductor (fused C++/OpenMP loops on CPU, Triton on GPU;
 kernels/inductor.py): traced with make_fx and compiled without Dynamo where they can be
 (TracedGraph), else with `torch.compile(dynamic=True, fullgraph=True)`; new batch sizes do not
-recompile.  A compile failure falls back to the uncompiled generated functions with a recorded warning
+recompile.  With learnable parameters, a training step's first forward builds the backward graph too,
+the two C++ builds at once (CompiledKernel._build_with_backward).  A compile failure falls back to the uncompiled generated functions with a recorded warning
 (`kernel.compile_error`) - still correct, just slower.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 import warnings
@@ -27,12 +29,17 @@ from actsearch.kernels import inductor
 from actsearch.kernels.inductor import TracedGraph, compile_fused, compile_graph, error_summary, shape_pattern
 
 
+# ACTSEARCH_BUILD_WITH_BACKWARD=0: a forward graph and its backward graph compile one after the other,
+# each when first called (benchmarks/compile_traced.py --with-backward compares both).
+BUILD_WITH_BACKWARD = os.environ.get("ACTSEARCH_BUILD_WITH_BACKWARD", "1") != "0"
+
+
 @dataclass(frozen=True)
 class CompilePolicy:
     """When compiling pays.  Measured by `actsearch bench kernels` (policy rows; README): a compiled
     fused fwd+bwd call (a traced graph) costs less than the uncompiled op at every size measured
     (1K elements 104-113 us vs 130-147 us, 64K 196-205 vs 303-393 us), so `min_numel` is about repaying
-    the compile (~1.5 s, ~2.5 s with learnable parameters): ~30 us saved per call on a small tensor
+    the compile (~1.5 s, ~2 s with learnable parameters): ~30 us saved per call on a small tensor
     needs ~50K calls, ~100-190 us at 64K ~10K.  With fewer than `min_calls` expected calls a cold
     compile is not repaid either."""
 
@@ -85,12 +92,38 @@ class CompiledKernel:
                 and all(t.is_contiguous() for t in tensors)
                 and all(not isinstance(p, torch.Tensor) or p.dim() == 0 for p in params))
 
-    def forward(self, x: torch.Tensor, *params, compiled: bool = True, **layer_settings) -> torch.Tensor:
-        # layer_settings: `groups` of group moments (normalization-activation candidates only)
+    def forward(self, x: torch.Tensor, *params, compiled: bool = True, with_backward: Optional[str] = None,
+                **layer_settings) -> torch.Tensor:
+        """f(x; params).  with_backward: the backward function ("backward" or "backward_x") the caller
+        will need next; a new forward graph is then built together with it (_build_with_backward).
+        layer_settings: `groups` of group moments (normalization-activation candidates only)."""
         fn = self._get("forward", self.eager_forward, compiled)
-        if self._flattens(compiled, params, x):
+        flat = self._flattens(compiled, params, x)
+        if with_backward is not None and isinstance(fn, _SafeCompiled):
+            self._build_with_backward(fn, with_backward, x.view(-1) if flat else x, params)
+        if flat:
             return fn(x.view(-1), *params).view(x.shape)
         return fn(x, *params, **layer_settings)
+
+    def _build_with_backward(self, forward: "_SafeCompiled", name: str, x: torch.Tensor, params) -> None:
+        """Compile a new forward graph and the backward graph its gradient will call (a contiguous
+        grad shaped like x, CompiledKernel.backward's arguments) at once: their Python compiles one
+        after the other, their two g++ builds at the same time (kernels.inductor.deferred_builds).
+        With learnable parameters these are a candidate's two graphs, and its compile took the two
+        builds' time end to end."""
+        backward = self._get(name, getattr(self, f"eager_{name}"), True)
+        if not BUILD_WITH_BACKWARD or not isinstance(backward, _SafeCompiled):
+            return
+        jobs = ((forward, (x, *params)), (backward, (x, torch.empty_like(x), *params)))
+        if any(sc.pattern_to_build(args) is None for sc, args in jobs):
+            return  # one of them exists already (or cannot be traced): nothing to overlap
+        t0 = time.perf_counter()
+        started = [(sc, sc.start_graph(args)) for sc, args in jobs]
+        for sc, st in started:
+            if st is not None and sc.finish_graph(st) and sc.first:
+                # each function's compile time: from the start of the joint build to its graph ready
+                self.compile_seconds[sc.name] = time.perf_counter() - t0
+                sc.first = False
 
     def forward_with_derivative(self, x: torch.Tensor, *params, compiled: bool = True):
         fn = self._get("forward_with_derivative", self.eager_forward_with_derivative, compiled)
@@ -161,25 +194,72 @@ class _SafeCompiled:
         pattern = shape_pattern(args)
         if pattern is None:
             return None
-        graphs = self.traced.get(pattern, False)
+        graphs = self._graphs(pattern)
         if graphs is None:
             return None  # tracing failed for this pattern before
-        cache = self.kernel.cache
-        if graphs is False:
-            graphs = self.traced[pattern] = (
-                cache.traced_graphs(self.kernel.source.candidate_id, self.name, pattern) if cache else [])
         graph = next((g for g in graphs if g.holds(args)), None)
+        if graph is None:
+            started = self.start_graph(args)
+            if started is None or not self.finish_graph(started):
+                return None
+            graph = started[1]
         try:
-            if graph is None:
-                graph = compile_graph(self.source_fn, args, elementwise=True)
-                graphs.append(graph)
-                if cache is not None:
-                    cache.store_traced_graphs(self.kernel.source.candidate_id, self.name, pattern, graphs)
             return graph(*args)
         except Exception as exc:  # noqa: BLE001 - degrade to torch.compile for this pattern, never crash
-            self.traced[pattern] = None
-            self.trace_error = error_summary(exc)
+            self._trace_failed(pattern, exc)
             return None
+
+    def _graphs(self, pattern) -> Optional[list[TracedGraph]]:
+        """The pattern's traced graphs (read from the cache first), or None if it failed before."""
+        graphs = self.traced.get(pattern, False)
+        if graphs is False:
+            cache = self.kernel.cache
+            graphs = self.traced[pattern] = (
+                cache.traced_graphs(self.kernel.source.candidate_id, self.name, pattern) if cache else [])
+        return graphs
+
+    def _trace_failed(self, pattern, exc: BaseException) -> None:
+        self.traced[pattern] = None  # this pattern goes to torch.compile from now on
+        self.trace_error = error_summary(exc)
+
+    def pattern_to_build(self, args):
+        """The shape pattern of `args` when a traced graph for them is still to be built; else None."""
+        if not self.use_traced or self.kernel.compile_error is not None:
+            return None
+        pattern = shape_pattern(args)
+        graphs = None if pattern is None else self._graphs(pattern)
+        if graphs is None or any(g.holds(args) for g in graphs):
+            return None
+        return pattern
+
+    def start_graph(self, args):
+        """Trace and compile a graph for `args` with its C++ build left running: (pattern, graph,
+        pending builds) for finish_graph, or None when that failed (recorded; torch.compile then)."""
+        pattern = shape_pattern(args)
+        try:
+            with inductor.deferred_builds() as pending:
+                graph = compile_graph(self.source_fn, args, elementwise=True)
+        except Exception as exc:  # noqa: BLE001 - degrade to torch.compile for this pattern, never crash
+            self._trace_failed(pattern, exc)
+            return None
+        return pattern, graph, pending
+
+    def finish_graph(self, started) -> bool:
+        """Wait for a started graph's build; keep (and cache) the graph.  False when the build failed."""
+        pattern, graph, pending = started
+        try:
+            inductor.finish_builds(pending)
+        except Exception as exc:  # noqa: BLE001 - degrade to torch.compile for this pattern, never crash
+            self._trace_failed(pattern, exc)
+            return False
+        graphs = self._graphs(pattern)
+        if graphs is None:
+            return False
+        graphs.append(graph)
+        cache = self.kernel.cache
+        if cache is not None:
+            cache.store_traced_graphs(self.kernel.source.candidate_id, self.name, pattern, graphs)
+        return True
 
     def _precompiled_call(self, args):
         sig = tuple((a.dtype, a.dim(), a.device.type, a.requires_grad) if isinstance(a, torch.Tensor) else type(a)
@@ -300,7 +380,11 @@ class FusedActivation(torch.autograd.Function):
             ctx.owns_derivative = owns_buffer(d, x, y)
             return y
         ctx.save_for_backward(x, *params)
-        return kernel.forward(x, *params, compiled=use_compiled)
+        # the backward function this op's backward will call: built together with a new forward graph
+        with_backward = None
+        if use_compiled and any(ctx.needs_input_grad[3:]):
+            with_backward = "backward" if need_params and params else "backward_x"
+        return kernel.forward(x, *params, compiled=use_compiled, with_backward=with_backward)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

@@ -230,12 +230,72 @@ def skip_repeated_dtype_rule_setup() -> bool:
     return True
 
 
+_deferral = threading.local()
+
+
+def defer_builds_possible() -> bool:
+    """Make Inductor's module loads deferrable (`deferred_builds`); returns whether they are.
+
+    A module Inductor loads starts its kernels' C++ builds in Inductor's compile thread pool (with more
+    than one compile thread) and ends in `AsyncCompile.wait(globals())`, which waits for them.  The
+    wrapper lets a thread inside `deferred_builds` skip that wait and finish it later
+    (`finish_builds`): two graphs then build at once, each g++ on its own core, while their Python
+    compile (trace, lowering, codegen) stays one at a time under the compile lock.  Every other
+    thread, and this one outside the block, waits as before.  Idempotent; a torch without this
+    AsyncCompile.wait is left alone."""
+    try:
+        from torch._inductor.async_compile import AsyncCompile, get_compile_threads
+    except ImportError:
+        return False
+    if get_compile_threads() <= 1:
+        return False  # builds run synchronously inside the load: nothing to overlap
+    with _dtype_rules_lock:
+        original = AsyncCompile.wait
+        if getattr(original, "_actsearch_deferrable", False):
+            return True
+
+        def wait(self, scope) -> None:
+            pending = getattr(_deferral, "pending", None)
+            if pending is None:
+                return original(self, scope)
+            pending.append((self, scope))  # finish_builds waits, after the compile lock is released
+
+        wait._actsearch_deferrable = True  # type: ignore[attr-defined]
+        wait._actsearch_original = original  # type: ignore[attr-defined]
+        AsyncCompile.wait = wait
+    return True
+
+
+@contextlib.contextmanager
+def deferred_builds():
+    """Within the block, this thread's Inductor module loads return before their C++ builds finish;
+    yields the list of pending waits to hand to finish_builds (after which the module's kernels are
+    callable, or the build's error is raised)."""
+    pending: list = []
+    outer = getattr(_deferral, "pending", None)
+    _deferral.pending = pending
+    try:
+        yield pending
+    finally:
+        _deferral.pending = outer
+
+
+def finish_builds(pending: list) -> None:
+    from torch._inductor.async_compile import AsyncCompile
+
+    original = getattr(AsyncCompile.wait, "_actsearch_original", AsyncCompile.wait)
+    while pending:
+        compiler, scope = pending.pop(0)
+        original(compiler, scope)
+
+
 def prepare_inductor() -> None:
     """What every compile here needs first: the fast linker and the dtype-rule setup done once.
     ACTSEARCH_INDUCTOR_PATCHES=0 leaves Inductor's classes untouched."""
     use_fast_linker()
     if os.environ.get("ACTSEARCH_INDUCTOR_PATCHES", "1") != "0":
         skip_repeated_dtype_rule_setup()
+        defer_builds_possible()
 
 
 def compile_fused(fn: Callable, elementwise: bool = False) -> Callable:

@@ -958,3 +958,96 @@ def test_a_traced_compile_does_not_break_compiled_calls_in_other_threads():
         tracer.join(60)
     torch.testing.assert_close(out, torch.full((3,), 2.0))
     assert errors == []
+
+
+def _counting_compile_graph(monkeypatch):
+    from actsearch.kernels import inductor
+
+    calls = []
+    original = inductor.compile_graph
+
+    def counting(fn, args, *a, **kw):
+        calls.append(len(args))
+        return original(fn, args, *a, **kw)
+
+    monkeypatch.setattr(fused_module, "compile_graph", counting)
+    return calls
+
+
+def test_parametric_forward_builds_its_backward_graph_too(monkeypatch):
+    # With learnable parameters a candidate has two graphs; the forward of a training step builds the
+    # backward graph with it (kernels.fused._build_with_backward), so backward compiles nothing, and
+    # every value and gradient matches autograd of the eager formula.
+    calls = _counting_compile_graph(monkeypatch)
+    c = parse_formula("x*sigmoid(beta*x) + 0.123456789*x", params={"beta": 1.3})
+    k = CompiledKernel(generate_source(c), CompilePolicy(min_numel=0))
+    x = torch.randn(6, 50, requires_grad=True)
+    beta = torch.tensor(1.3, requires_grad=True)
+    y = fused_activation(k, x, beta, compiled=True)
+    assert calls == [2, 3]  # forward (x, beta), then backward (x, grad, beta): both at forward time
+    assert {"forward", "backward"} <= set(k.compile_seconds)
+    g = torch.randn_like(y)
+    y.backward(g)
+    assert calls == [2, 3] and k.compile_error is None
+    xe, be = x.detach().clone().requires_grad_(), beta.detach().clone().requires_grad_()
+    ye = k.eager_forward(xe, be)
+    ye.backward(g)
+    torch.testing.assert_close(y, ye)
+    torch.testing.assert_close(x.grad, xe.grad)
+    torch.testing.assert_close(beta.grad, be.grad)
+    assert k._compiled["backward"].trace_error is None
+
+
+def test_parametric_forward_without_grad_builds_no_backward(monkeypatch):
+    calls = _counting_compile_graph(monkeypatch)
+    c = parse_formula("x*sigmoid(beta*x) + 0.234567891*x", params={"beta": 0.7})
+    k = CompiledKernel(generate_source(c), CompilePolicy(min_numel=0))
+    with torch.no_grad():
+        fused_activation(k, torch.randn(300), torch.tensor(0.7), compiled=True)
+    assert calls == [2] and "backward" not in k._compiled
+
+
+def test_a_failed_deferred_build_falls_back_and_stays_correct(monkeypatch):
+    # A graph whose C++ build fails when its deferred wait is finished goes to torch.compile for that
+    # pattern, as a failed trace does: recorded in trace_error, results unchanged.
+    from actsearch.kernels import inductor
+
+    def failing(pending):
+        pending.clear()
+        raise RuntimeError("C++ compile error (simulated)")
+
+    monkeypatch.setattr(inductor, "finish_builds", failing)
+    c = parse_formula("x*sigmoid(beta*x) + 0.345678912*x", params={"beta": 1.1})
+    k = CompiledKernel(generate_source(c), CompilePolicy(min_numel=0))
+    x = torch.randn(257, requires_grad=True)
+    beta = torch.tensor(1.1, requires_grad=True)
+    y = fused_activation(k, x, beta, compiled=True)
+    y.sum().backward()
+    assert "simulated" in (k._compiled["forward"].trace_error or "")
+    assert "simulated" in (k._compiled["backward"].trace_error or "")
+    xe, be = x.detach().clone().requires_grad_(), beta.detach().clone().requires_grad_()
+    k.eager_forward(xe, be).sum().backward()
+    torch.testing.assert_close(x.grad, xe.grad)
+    torch.testing.assert_close(beta.grad, be.grad)
+
+
+def test_deferred_builds_return_before_the_build_and_finish_later():
+    from torch._inductor.async_compile import get_compile_threads
+
+    from actsearch.kernels import inductor
+
+    if not inductor.defer_builds_possible() or get_compile_threads() <= 1:
+        pytest.skip("one compile thread: Inductor builds inside the module load")
+    c = parse_formula("x*tanh(x) + 0.456789123*x")
+    k = CompiledKernel(generate_source(c))
+    fn = k._inductor_ns["forward_with_derivative"]
+    x = torch.randn(100)
+    with inductor.deferred_builds() as pending:
+        graph = inductor.compile_graph(fn, [x])
+    assert pending  # the module's AsyncCompile.wait was deferred
+    inductor.finish_builds(pending)
+    assert not pending
+    y, d = graph(x)
+    ye, de = k.eager_forward_with_derivative(x)
+    torch.testing.assert_close(y, ye)
+    torch.testing.assert_close(d, de)
