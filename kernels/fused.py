@@ -111,8 +111,10 @@ class CompiledKernel:
         after the other, their two g++ builds at the same time (kernels.inductor.deferred_builds).
         With learnable parameters these are a candidate's two graphs, and its compile took the two
         builds' time end to end."""
+        if not BUILD_WITH_BACKWARD or x.device.type != "cpu":
+            return  # CPU only: the deferred wait has not been run on Triton's GPU builds yet
         backward = self._get(name, getattr(self, f"eager_{name}"), True)
-        if not BUILD_WITH_BACKWARD or not isinstance(backward, _SafeCompiled):
+        if not isinstance(backward, _SafeCompiled):
             return
         jobs = ((forward, (x, *params)), (backward, (x, torch.empty_like(x), *params)))
         if any(sc.pattern_to_build(args) is None for sc, args in jobs):
