@@ -117,10 +117,11 @@ class CompiledKernel:
         if not isinstance(backward, _SafeCompiled):
             return
         jobs = ((forward, (x, *params)), (backward, (x, torch.empty_like(x), *params)))
-        if any(sc.pattern_to_build(args) is None for sc, args in jobs):
+        patterns = [sc.pattern_to_build(args) for sc, args in jobs]
+        if None in patterns:
             return  # one of them exists already (or cannot be traced): nothing to overlap
         t0 = time.perf_counter()
-        started = [(sc, sc.start_graph(args)) for sc, args in jobs]
+        started = [(sc, sc.start_graph(args, pattern)) for (sc, args), pattern in zip(jobs, patterns)]
         for sc, st in started:
             if st is not None and sc.finish_graph(st) and sc.first:
                 # each function's compile time: from the start of the joint build to its graph ready
@@ -201,7 +202,7 @@ class _SafeCompiled:
             return None  # tracing failed for this pattern before
         graph = next((g for g in graphs if g.holds(args)), None)
         if graph is None:
-            started = self.start_graph(args)
+            started = self.start_graph(args, pattern)
             if started is None or not self.finish_graph(started):
                 return None
             graph = started[1]
@@ -234,10 +235,10 @@ class _SafeCompiled:
             return None
         return pattern
 
-    def start_graph(self, args):
-        """Trace and compile a graph for `args` with its C++ build left running: (pattern, graph,
-        pending builds) for finish_graph, or None when that failed (recorded; torch.compile then)."""
-        pattern = shape_pattern(args)
+    def start_graph(self, args, pattern):
+        """Trace and compile a graph for `args` (of shape pattern `pattern`) with its C++ build left
+        running: (pattern, graph, pending builds) for finish_graph, or None when that failed
+        (recorded; torch.compile then)."""
         try:
             with inductor.deferred_builds() as pending:
                 graph = compile_graph(self.source_fn, args, elementwise=True)

@@ -81,7 +81,7 @@ case $out in "${{TMPDIR:-/tmp}}"/torchinductor_*/*) inductor=1 ;; esac
 for a do
   shift
   case $a in
-    -ltorch|-ltorch_cpu|-ltorch_python) set -- "$@" --push-state --no-as-needed "$stubs/lib${{a#-l}}.so" --pop-state ;;
+    {torch_libs}) set -- "$@" --push-state --no-as-needed "$stubs/lib${{a#-l}}.so" --pop-state ;;
     *) set -- "$@" "$a" ;;
   esac
 done
@@ -169,8 +169,9 @@ def use_fast_linker() -> Optional[str]:
             if not (linker.is_symlink() and os.readlink(linker) == found):
                 _write_atomically(linker, lambda tmp: tmp.symlink_to(found))
             try:
-                shim: Optional[str] = _LD_SHIM.format(linker=shlex.quote(found),
-                                                      stubs=shlex.quote(str(_link_stubs(root))))
+                shim: Optional[str] = _LD_SHIM.format(
+                    linker=shlex.quote(found), stubs=shlex.quote(str(_link_stubs(root))),
+                    torch_libs="|".join(f"-l{name}" for name in TORCH_LIBS))
             except (OSError, subprocess.SubprocessError):
                 shim = None  # no gcc to build the stubs with: the fast linker alone
             if shim is not None and (ld.is_symlink() or not ld.exists() or ld.read_text() != shim):
@@ -190,7 +191,7 @@ def use_fast_linker() -> Optional[str]:
         return found
 
 
-_dtype_rules_lock = threading.Lock()
+_patch_lock = threading.Lock()  # Inductor classes wrapped here are wrapped once
 
 
 def skip_repeated_dtype_rule_setup() -> bool:
@@ -211,7 +212,7 @@ def skip_repeated_dtype_rule_setup() -> bool:
     rules = getattr(utils, "op_dtype_propagation_rules", None)
     if cls is None or not isinstance(rules, dict):
         return False
-    with _dtype_rules_lock:
+    with _patch_lock:
         setup = cls.__init__
         if getattr(setup, "_actsearch_once", False):
             return True
@@ -249,7 +250,7 @@ def defer_builds_possible() -> bool:
         return False
     if get_compile_threads() <= 1:
         return False  # builds run synchronously inside the load: nothing to overlap
-    with _dtype_rules_lock:
+    with _patch_lock:
         original = AsyncCompile.wait
         if getattr(original, "_actsearch_deferrable", False):
             return True
