@@ -23,7 +23,10 @@ class CLIError(Exception):
 
 
 def _fail(message: str) -> "typer.Exit":
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escape: user text in a message ('[bold]', a token like '[x]') must be printed, not read as markup
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -56,11 +59,10 @@ def load_stored_candidate(ref: str):
 
     run_dir, cid = ref.rsplit(":", 1)
     try:
-        store = ResultStore(run_dir, create=False)
+        with ResultStore(run_dir, mode="read") as store:  # read-only: never written, never locked
+            row, result, cfg = store.candidate(cid), store.result(cid), store.config() or {}
     except StoreError as exc:
         raise CLIError(str(exc)) from None
-    row, result, cfg = store.candidate(cid), store.result(cid), store.config() or {}
-    store.close()
     if row is None:
         raise CLIError(f"no candidate {cid!r} in {run_dir} (see `actsearch top {run_dir}` for ids)")
     try:
@@ -74,7 +76,7 @@ def load_stored_candidate(ref: str):
         for task, t in result["report"].get("tasks", {}).items():
             vs = t.get("vs", {}).get("relu")
             parts.append(f"{task}: accuracy {t['candidate']['mean']:.4f} +- {t['candidate']['std']:.4f}"
-                         + (f", vs ReLU {vs['diff']:+.4f} [{vs['ci'][0]:+.4f}, {vs['ci'][1]:+.4f}] {vs['verdict']}"
+                         + (f", vs ReLU {vs['diff']:+.4f} {_fmt_ci(vs.get('ci'), 4)} {vs['verdict']}"
                             if vs else ""))
         if result["rejected"]:
             parts.append(f"rejected: {result['rejected']}")
@@ -82,8 +84,44 @@ def load_stored_candidate(ref: str):
     return cand, prov
 
 
+def _finite_ci(ci):
+    """A confidence interval [lo, hi] with finite ends, else None (one seed has none; runs stored before
+    issue 22 hold [-inf, inf])."""
+    import math
+
+    if not ci or len(ci) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in ci):
+        return None
+    return [float(ci[0]), float(ci[1])]
+
+
+def _fmt_ci(ci, digits: int) -> str:
+    ci = _finite_ci(ci)
+    return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]" if ci else "n/a (1 seed)"
+
+
+def _strict(obj):
+    """`obj` with every non-finite float (NaN, +-inf) replaced by None, numpy scalars made plain."""
+    import math
+    import numbers
+
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if obj is None or isinstance(obj, (str, bool)):
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    return obj
+
+
 def _json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=float) + "\n")
+    """The one JSON printer of every command: strict JSON (RFC 8259), so NaN and +-inf print as null."""
+    sys.stdout.write(json.dumps(_strict(obj), indent=2, allow_nan=False,
+                                default=lambda o: _strict(float(o))) + "\n")
 
 
 def _version(value: bool):
@@ -268,6 +306,13 @@ def export(
         provenance = None
         if ":" in formula and os.path.exists(os.path.join(formula.rsplit(":", 1)[0], "results.db")):
             cand, provenance = load_stored_candidate(formula)
+        elif ":" in formula:  # no formula has a ':', so RUN_DIR:ID of a run that is not there
+            try:
+                cand = load_candidate(formula, param)
+            except CLIError:
+                run = formula.rsplit(":", 1)[0]
+                raise CLIError(f"no run at {run} ({os.path.join(run, 'results.db')} does not exist); "
+                               f"RUN_DIR:ID names a candidate of a search run") from None
         else:
             cand = load_candidate(formula, param)
         screening = screen_candidate(cand)
@@ -332,6 +377,20 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Train a candidate and baselines on proxy tasks with paired seeds: means, 95% CIs, verdicts, score."""
+    try:  # the formula and the numbers first: a bad one is refused before torch is imported (~2 s)
+        candidate = load_candidate(formula, param)
+        if task is not None and not task.strip():
+            raise CLIError("--task is empty; name a task (see `actsearch tasks`)")
+        if tasks is not None and not _split(tasks):
+            raise CLIError("--tasks is empty; name at least one task (see `actsearch tasks`) or 'all'")
+        if seeds < 1:
+            raise CLIError(f"--seeds must be >= 1, got {seeds}")
+        if steps is not None and steps < 1:
+            raise CLIError(f"--steps must be >= 1, got {steps}")
+        if threads < 1:
+            raise CLIError(f"--threads must be >= 1, got {threads}")
+    except CLIError as exc:
+        raise _fail(str(exc))
     import torch
 
     from actsearch.evaluation import evaluate
@@ -339,23 +398,14 @@ def eval_cmd(
     from actsearch.tasks import TASKS, resolve_tasks
 
     try:
-        candidate = load_candidate(formula, param)
-        names = ([task] if task else []) + _split(tasks)
+        names = ([task.strip()] if task else []) + _split(tasks)
         task_list = resolve_tasks(names or None)
         base = _split(baselines)
         for b in base:
             make_activation(b)
-        if seeds < 1:
-            raise CLIError(f"--seeds must be >= 1, got {seeds}")
-        if steps is not None and steps < 1:
-            raise CLIError(f"--steps must be >= 1, got {steps}")
-        if threads < 1:
-            raise CLIError(f"--threads must be >= 1, got {threads}")
         if candidate.is_tensor_op:
             make_activation(candidate)
-    except CLIError as exc:
-        raise _fail(str(exc))
-    except ValueError as exc:
+    except (CLIError, ValueError) as exc:
         raise _fail(str(exc))
     torch.set_num_threads(threads)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -392,7 +442,7 @@ def _print_eval(r: dict) -> None:
             v = t["vs"][b]
             color = {"better": "green", "worse": "red"}.get(v["verdict"], "yellow")
             table.add_row(b, f"{s['mean']:.4f}", f"{s['std']:.4f}", " ".join(f"{x:.3f}" for x in s["per_seed"]),
-                          f"{v['diff']:+.4f}", f"[{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]", f"[{color}]{v['verdict']}[/]")
+                          f"{v['diff']:+.4f}", _fmt_ci(v.get("ci"), 4), f"[{color}]{v['verdict']}[/]")
         out.print(table)
         extra = f"; [red]rejected[/]: {t['rejected']} (saved {t['saved_s']:.1f} s)" if t["rejected"] else ""
         out.print(f"  score {t['score']:+.3f} (improvement over ReLU as a fraction of ReLU's margin over chance "
@@ -436,14 +486,11 @@ def search(
     live = None if as_json else Live(console=err, refresh_per_second=2, transient=True)
 
     def show(st):
-        if live is None:
-            return
-        best = st["best"]
-        live.update(f"evaluated [bold]{st['evaluated']}/{st['budget']}[/]  {st['rate_per_min']:.1f}/min  "
-                    f"rejected {st['rejected']}  screened out {st['screened_out']}  "
-                    + (f"best {best['score']:+.3f} {best['formula'][:50]}" if best else ""))
+        if live is not None:
+            live.update(progress_line(st))
 
     try:
+        cfg.validate()  # bad numbers and names before SearchDriver imports torch (it validates again)
         driver = SearchDriver(cfg, run_dir, resume=resume, progress=show)
         if live:
             live.start()
@@ -454,6 +501,8 @@ def search(
                 live.stop()
     except (ValueError, StoreError, RuntimeError) as exc:
         raise _fail(str(exc))
+    except OSError as exc:  # e.g. --run-dir under a file: NotADirectoryError from creating it
+        raise _fail(f"cannot use run directory {run_dir}: {exc.filename or run_dir}: {exc.strerror or exc}")
     if as_json:
         _json(summary)
         return
@@ -462,17 +511,28 @@ def search(
     _print_top(run_dir, top_rows(run_dir, 10))
 
 
+def progress_line(st: dict) -> str:
+    """The search's live status line (rich markup) from SearchDriver.status()."""
+    from rich.markup import escape
+
+    best = st["best"]  # None before any result; its score is None while every result so far is rejected
+    score = f"{best['score']:+.3f}" if best and best["score"] is not None else "-"
+    return (f"evaluated [bold]{st['evaluated']}/{st['budget']}[/]  {st['rate_per_min']:.1f}/min  "
+            f"rejected {st['rejected']}  screened out {st['screened_out']}  "
+            + (f"best {score} {escape(best['formula'][:50])}" if best else ""))
+
+
 def top_rows(run_dir: str, n: int) -> list[dict]:
     from actsearch.store import ResultStore
 
-    store = ResultStore(run_dir, create=False)
+    store = ResultStore(run_dir, mode="read")  # read-only: never written, never locked
     rows = []
     for r in store.ranked(n):
         nearest = r["nearest"]
         novel = nearest["name"] is None or (nearest["distance"] or 0) > NOVEL_DISTANCE
         tasks = r["report"].get("tasks", {})
         first = next(iter(tasks.values()), None)
-        ci = first["vs"]["relu"]["ci"] if first and "relu" in first.get("vs", {}) else None
+        ci = _finite_ci(first["vs"]["relu"].get("ci")) if first and "relu" in first.get("vs", {}) else None
         rows.append({"id": r["id"], "formula": r["formula"], "canonical": r["canonical"], "params": r["params"],
                      "score": r["score"], "cost": r["cost"], "ci_vs_relu": ci, "rejected": r["rejected"],
                      "nearest": nearest, "novel": bool(novel)})
@@ -496,11 +556,14 @@ def _print_top(run_dir: str, rows: list[dict]) -> None:
 
 
 @app.command()
-def top(run_dir: str = typer.Argument(..., help="A run directory."), n: int = typer.Option(10, "--n"),
+def top(run_dir: str = typer.Argument(..., help="A run directory."),
+        n: int = typer.Option(10, "--n", help="How many candidates to list (>= 1)."),
         as_json: bool = typer.Option(False, "--json")):
     """The best candidates of a run: score, CI vs ReLU, nearest known activation or 'novel'."""
     from actsearch.store import StoreError
 
+    if n < 1:  # the store reads n <= 0 as "no limit"
+        raise _fail(f"--n must be >= 1, got {n}")
     try:
         rows = top_rows(run_dir, n)
     except StoreError as exc:
@@ -519,10 +582,14 @@ def report(run_dir: str = typer.Argument(..., help="A run directory."),
     from actsearch.report import build_report
     from actsearch.store import StoreError
 
+    if output and not os.path.isdir(os.path.dirname(os.path.abspath(output))):  # before the plots are drawn
+        raise _fail(f"cannot write report {output!r}: no directory {os.path.dirname(os.path.abspath(output))}")
     try:
         path = build_report(run_dir, output or os.path.join(run_dir, "report.html"))
     except StoreError as exc:
         raise _fail(str(exc))
+    except OSError as exc:  # an output path that cannot be written
+        raise _fail(f"cannot write report {exc.filename or output!r}: {exc.strerror or exc}")
     if as_json:
         _json({"report": os.path.abspath(path)})
     else:
@@ -638,8 +705,74 @@ def bench_train(
               f"{r['max_accuracy_diff']:.2g}; {r['rejected']} rejected by the protocol")
 
 
-def main() -> None:
-    app()
+def _classes(name: str) -> tuple:
+    """click's exception class `name` as typer raises it: typer >= 0.20 vendors click (typer._click),
+    older versions use click itself."""
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "typer.exceptions", "click.exceptions"):
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        if cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """The `actsearch` entry point.  Exit status 0: done; 2: bad input (usage errors included), one
+    `error: ...` line on stderr; 1: an internal error, one `error: TYPE: message` line (set ACTSEARCH_DEBUG=1
+    for the traceback).  Never a raw traceback."""
+    from rich.markup import escape
+
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except _classes("ClickException") as exc:
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            err.print(f"[bold red]error:[/] {escape(exc.format_message())}{escape(hint)}", highlight=False,
+                      soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except _classes("Abort"):
+        err.print("[bold red]error:[/] aborted", highlight=False)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last resort: a bug, reported in one line
+        if os.environ.get("ACTSEARCH_DEBUG", "") not in ("", "0"):
+            raise
+        message = " ".join(str(exc).split()) or "(no message)"
+        err.print(f"[bold red]error:[/] {escape(type(exc).__name__)}: {escape(message)} (internal error; rerun "
+                  f"with ACTSEARCH_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+@app.command("drill")
+def drill_cmd(
+    n: int = typer.Option(100, "--n", min=1, help="Candidates per search-space variant."),
+    compiled_sample: int = typer.Option(10, "--compiled-sample", min=0,
+                                        help="Passing candidates that also run compiled."),
+    seed: int = typer.Option(0, "--seed"),
+    spaces: Optional[str] = typer.Option(None, "--spaces", help="Comma-separated space names (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON document."),
+):
+    """Reliability drill: random candidates of every search space through parse, screening, codegen and
+    the kernels (actsearch/drill.py).  Exit status 1 when it finds an unexplained exception or NaN/Inf."""
+    from actsearch.drill import run_drill
+
+    try:
+        report = run_drill(n, spaces=spaces.split(",") if spaces else None, compiled_sample=compiled_sample,
+                           seed=seed)
+    except ValueError as exc:  # an unknown space name
+        raise _fail(str(exc))
+    if as_json:
+        _json(report.to_dict())
+    else:
+        out.print(report.summary(), highlight=False, markup=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ data in the same order; the comparison uses the per-seed differences (a paired t
 most of the seed-to-seed spread that makes single-seed rankings rank noise.
 
   diff    mean over seeds of (candidate - baseline) test accuracy
-  ci      95% Student-t interval of that mean, n - 1 degrees of freedom (n = seeds)
-  verdict "better" if the interval lies above 0, "worse" if below, else "indistinguishable"
+  ci      95% Student-t interval of that mean, n - 1 degrees of freedom (n = seeds); None with one
+          seed (there is no spread to estimate an interval from)
+  verdict "better" if the interval lies above 0, "worse" if below, else (and always with one seed)
+          "indistinguishable"
 
 Score (one number per task, averaged over tasks for the multi-task score): the improvement over ReLU
 as a fraction of ReLU's margin over chance,
@@ -72,12 +74,11 @@ def paired_comparison(candidate: Sequence[float], baseline: Sequence[float], con
     d = [float(a) - float(b) for a, b in zip(candidate, baseline)]
     n = len(d)
     mean = statistics.fmean(d)
-    if n < 2:
-        lo, hi = -math.inf, math.inf
-    else:
-        sem = statistics.stdev(d) / math.sqrt(n)
-        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
-        lo, hi = mean - half, mean + half
+    if n < 2:  # no spread to estimate from: no interval (null in JSON), and never a conclusive verdict
+        return {"diff": mean, "ci": None, "verdict": "indistinguishable", "n": n}
+    sem = statistics.stdev(d) / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
+    lo, hi = mean - half, mean + half
     verdict = "better" if lo > 0 else "worse" if hi < 0 else "indistinguishable"
     return {"diff": mean, "ci": [lo, hi], "verdict": verdict, "n": n}
 

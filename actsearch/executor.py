@@ -5,8 +5,10 @@ outcomes; it never learns whether they ran in-process or on a Ray cluster.
   RayExecutor    long-lived Ray actors (EvaluationWorker), `workers` of them (default one per CPU, one thread
                  each), each keeping the task data,
                  kernels and Inductor's compile cache warm; embedded local Ray by default, or an existing
-                 cluster with `address`.  A batch whose worker dies (process or node) is resubmitted to a
-                 fresh worker (up to `max_retries` times); a batch running past `timeout_s` is recorded as
+                 cluster with `address`.  A batch whose worker dies (process or node) is split in halves
+                 and resubmitted to fresh workers; a single candidate whose worker dies `max_retries`
+                 more times is recorded as rejected ("worker_lost"), so a candidate that crashes its
+                 process never stops the search; a batch running past `timeout_s` is recorded as
                  rejected ("timeout") and its worker replaced (`timeout_s` is per candidate: a batch
                  of n candidates gets n times it).  Ray's own settings (authentication, TLS)
                  are left as the cluster has them.
@@ -25,36 +27,83 @@ Item = tuple  # (candidate_id, formula, params)
 def evaluate_items(items: list, tasks: list, seeds: int, steps: Optional[int], baselines: list,
                    cache_dir: Optional[str], worker: str, cost: bool = False) -> list:
     """Evaluate a batch of candidates as one population per task; [(id, report, worker, wall_s)].
-    With `cost`, each report also gets the candidate's measured kernel cost relative to ReLU."""
+    With `cost`, each report also gets the candidate's measured kernel cost relative to ReLU.
+
+    A batch that raises is evaluated again one candidate at a time, so the candidate that broke it is
+    found and recorded as rejected (its report's `rejection`: reason code, stage, error) and the others
+    are scored as usual."""
     from actsearch.evaluation import BaselineCache, evaluate_many
     from actsearch.formula import parse_formula
-    from actsearch.kernels.inductor import error_summary
 
     t0 = time.perf_counter()
     try:
         cands = [parse_formula(formula, params=params or None) for _, formula, params in items]
         reports = evaluate_many(cands, tasks, seeds=seeds, baselines=baselines, steps=steps, screen=False,
                                 cache=BaselineCache(cache_dir) if cache_dir else None)
+        if cost:
+            from actsearch.kernels.bench import kernel_cost
+
+            for c, rep in zip(cands, reports):
+                rep["cost"] = kernel_cost(c)
     except Exception as exc:  # noqa: BLE001 - a broken candidate is recorded, and the search goes on
         if len(items) > 1:  # find the culprit: evaluate one by one
             return [r for item in items
                     for r in evaluate_items([item], tasks, seeds, steps, baselines, cache_dir, worker, cost)]
-        reason = f"evaluation error: {error_summary(exc)}"
-        return [(items[0][0], {"score": None, "tasks": {}, "seeds": [], "rejected": reason}, worker,
-                 time.perf_counter() - t0)]
+        rejection = locate_failure(items[0], exc)
+        return [(items[0][0], rejected_report(rejection), worker, time.perf_counter() - t0)]
     wall = (time.perf_counter() - t0) / max(1, len(items))
-    if cost:
-        from actsearch.kernels.bench import kernel_cost
-
-        for c, rep in zip(cands, reports):
-            rep["cost"] = kernel_cost(c)
     return [(cid, rep, worker, wall) for (cid, _, _), rep in zip(items, reports)]
 
 
+def rejected_report(rejection) -> dict:
+    """The report of a candidate that was not scored: chance-level score (None), its rejection."""
+    return {"score": None, "tasks": {}, "seeds": [], "rejected": str(rejection), "rejection": rejection.to_dict()}
+
+
+def locate_failure(item: Item, exc: BaseException):
+    """The Rejection for one candidate whose evaluation raised `exc`: the stage is found by redoing the
+    cheap stages alone (parse, kernel source generation); what is left is compilation or training."""
+    from actsearch.formula import parse_formula
+    from actsearch.rejection import Rejection
+
+    _, formula, params = item
+    try:
+        candidate = parse_formula(formula, params=params or None)
+    except Exception as first:  # noqa: BLE001
+        return Rejection.from_exception(first, "prepare")
+    try:
+        from actsearch.kernels.fused import get_kernel
+
+        get_kernel(candidate)
+    except Exception as first:  # noqa: BLE001
+        return Rejection.from_exception(first, "codegen")
+    return Rejection.from_exception(exc, "compile" if _is_compile_error(exc) else "evaluate")
+
+
+def _is_compile_error(exc: BaseException) -> bool:
+    """Raised by a compiler (Inductor, Dynamo, Triton, the C++ toolchain) rather than by training."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        if e is None:
+            continue
+        mod = type(e).__module__ or ""
+        if mod.startswith(("torch._inductor", "torch._dynamo", "triton", "torch.fx")) or "Compile" in type(e).__name__:
+            return True
+    return False
+
+
 def timeout_outcome(items: list, seconds: float, worker: str) -> list:
-    reason = f"timeout: no result within {seconds:.0f} s"
-    return [(cid, {"score": None, "tasks": {}, "seeds": [], "rejected": reason}, worker, seconds)
-            for cid, _, _ in items]
+    from actsearch.rejection import Rejection, RejectionReason
+
+    rejection = Rejection(RejectionReason.TIMEOUT, "evaluate", f"no result within {seconds:.0f} s")
+    return [(cid, rejected_report(rejection), worker, seconds) for cid, _, _ in items]
+
+
+def worker_lost_outcome(items: list, deaths: int, error: str) -> list:
+    from actsearch.rejection import Rejection, RejectionReason
+
+    rejection = Rejection(RejectionReason.WORKER_LOST, "evaluate",
+                          f"its worker died {deaths} times while evaluating it alone ({error})")
+    return [(cid, rejected_report(rejection), "lost", 0.0) for cid, _, _ in items]
 
 
 def _setup_process(cache_dir: Optional[str], threads: int) -> None:
@@ -123,17 +172,24 @@ class EvaluationWorker:
 
 class RayExecutor:
     def __init__(self, config, cache_dir: Optional[str] = None, max_retries: int = 3):
+        from actsearch.ray_local import start_embedded_ray
+
+        if not config.address:  # the embedded Ray binds to loopback: set before Ray is imported
+            from actsearch.ray_local import _single_machine_switch
+
+            _single_machine_switch()
         import ray
 
         self.ray = ray
         self.config, self.cache_dir, self.max_retries = config, cache_dir, max_retries
         self.owns_ray = False
+        self.watchdog = None
         if not ray.is_initialized():
             try:
                 if config.address:
                     ray.init(address=config.address, log_to_driver=False)
                 else:
-                    ray.init(include_dashboard=False, log_to_driver=False)
+                    self.watchdog = start_embedded_ray(include_dashboard=False, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"the Ray cluster at {config.address}" if config.address else "an embedded Ray"
                 raise RuntimeError(f"cannot start or reach {where}: {str(exc).splitlines()[0] if str(exc) else exc} "
@@ -149,25 +205,42 @@ class RayExecutor:
         self.remote_cls = ray.remote(num_cpus=self.threads, max_restarts=0)(EvaluationWorker)
         self.idle = [self._new_worker() for _ in range(self.n_workers)]
         self.alive, self.deaths = self.n_workers, 0
-        self.backlog: list = []  # (items, tries) waiting for a free worker
-        self.running: dict = {}  # ref -> (worker, items, t_submit, tries)
+        self.backlog: list = []  # (items, tries, batch) waiting for a free worker
+        self.running: dict = {}  # ref -> (worker, items, t_submit, tries, batch)
+        # a submitted batch may run as several parts (halves after a worker died); its outcome is
+        # returned once, whole, when every part has come back: batch number -> [parts pending, outcome]
+        self.batches: dict[int, list] = {}
+        self._next_batch = 0
 
     def _new_worker(self):
         c = self.config
         return self.remote_cls.remote(c.tasks, c.seeds, c.steps, c.baselines, self.cache_dir, self.threads,
                                       "cost" in c.objectives)
 
-    def submit(self, items: list, tries: int = 0) -> None:
+    def submit(self, items: list) -> None:
+        """Evaluate one batch; its outcome (one entry per candidate) comes back from wait() whole."""
+        self._next_batch += 1
+        self.batches[self._next_batch] = [1, []]
+        self._start(items, 0, self._next_batch)
+
+    def _start(self, items: list, tries: int, batch: int) -> None:
         if self.idle:
             worker = self.idle.pop()
         elif self._can_add_worker():
             worker = self._new_worker()
             self.alive += 1
         else:  # every worker is busy (a dead one's batch waits for the next free worker)
-            self.backlog.append((items, tries))
+            self.backlog.append((items, tries, batch))
             return
         ref = worker.evaluate.remote(items)
-        self.running[ref] = (worker, items, time.time(), tries)
+        self.running[ref] = (worker, items, time.time(), tries, batch)
+
+    def _part_done(self, batch: int, outcome: list, out: list) -> None:
+        entry = self.batches[batch]
+        entry[0] -= 1
+        entry[1].extend(outcome)
+        if entry[0] == 0:
+            out.append(self.batches.pop(batch)[1])
 
     def _can_add_worker(self) -> bool:
         """Below the worker count and room for one more on the cluster (a worker that cannot be placed
@@ -187,32 +260,47 @@ class RayExecutor:
         ray = self.ray
         while True:
             while self.backlog and (self.idle or self._can_add_worker()):
-                self.submit(*self.backlog.pop(0))
+                self._start(*self.backlog.pop(0))
             ready, _ = ray.wait(list(self.running), num_returns=1, timeout=1.0)
-            out = []
+            out: list = []
             for ref in ready:
-                worker, items, t0, tries = self.running.pop(ref)
+                worker, items, t0, tries, batch = self.running.pop(ref)
                 try:
-                    out.append(ray.get(ref))
+                    result = ray.get(ref)
                     self.idle.append(worker)
                 except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                         ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as exc:
-                    # the worker or its node died: the same batch goes to another worker; nothing is
-                    # recorded for it until a result arrives, so nothing is lost or counted twice
+                    # the worker or its node died: the same candidates go to another worker; nothing is
+                    # recorded for them until a result arrives, so nothing is lost or counted twice.
+                    # A batch is split in halves first: a candidate that crashes its process (e.g. in a
+                    # kernel) is isolated in O(log n) retries and recorded, never stopping the search.
                     self.alive -= 1
                     self.deaths += 1
-                    if tries >= self.max_retries:
-                        raise RuntimeError(f"a batch failed {tries + 1} times on dying workers: {exc}") from None
-                    self.backlog.insert(0, (items, tries + 1))
+                    if len(items) > 1:
+                        half = len(items) // 2
+                        self.batches[batch][0] += 1  # two parts replace this one
+                        self.backlog[:0] = [(items[:half], tries, batch), (items[half:], tries, batch)]
+                    elif tries >= self.max_retries:
+                        self._part_done(batch, worker_lost_outcome(items, tries + 1, type(exc).__name__), out)
+                    else:
+                        self.backlog.insert(0, (items, tries + 1, batch))
                     self._replace_dead()
+                    continue
+                except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be unpickled
+                    from actsearch.rejection import Rejection, RejectionReason
+
+                    self.idle.append(worker)
+                    rejection = Rejection.from_exception(exc, "evaluate", RejectionReason.INTERNAL_ERROR)
+                    result = [(cid, rejected_report(rejection), "driver", time.time() - t0) for cid, _, _ in items]
+                self._part_done(batch, result, out)
             now = time.time()
-            for ref, (worker, items, t0, tries) in list(self.running.items()):
+            for ref, (worker, items, t0, tries, batch) in list(self.running.items()):
                 if now - t0 > self.config.timeout_s * len(items):  # the timeout is per candidate
                     self.running.pop(ref)
                     ray.kill(worker)
                     self.alive -= 1
                     self._replace_dead()
-                    out.append(timeout_outcome(items, now - t0, "timeout"))
+                    self._part_done(batch, timeout_outcome(items, now - t0, "timeout"), out)
             if out:
                 return out
 
@@ -223,7 +311,10 @@ class RayExecutor:
             self.ray.kill(worker)
         self.idle, self.running = [], {}
         if self.owns_ray:
+            from actsearch.ray_local import stop_watchdog
+
             self.ray.shutdown()
+            stop_watchdog(self.watchdog)
 
 
 def make_executor(config, run_dir: str):

@@ -197,7 +197,7 @@ class _Builder:
     def check_exponent(self, exponent: sympy.Expr, node: ast.AST) -> None:
         if exponent.is_number and not abs(_constant_value(exponent)) <= self.limits.max_exponent:
             raise self.fail(f"exponent must be a real constant of magnitude at most "
-                            f"{self.limits.max_exponent:g}", node)
+                            f"{self.limits.max_exponent:g} (Limits.max_exponent)", node)
 
     def call(self, node: ast.Call, depth: int) -> sympy.Expr:
         if not isinstance(node.func, ast.Name):
@@ -343,9 +343,11 @@ def parse_formula(text: str, params: Optional[Mapping[str, float]] = None,
     except (RecursionError, MemoryError, OverflowError, ValueError, TypeError, ZeroDivisionError) as exc:
         raise FormulaError(f"formula cannot be built ({type(exc).__name__}: {str(exc)[:80]})", text) from None
     _check_result(expr, text)
+    # early refusal (canonicalize never sees a folded 4e298); the limits are enforced on the canonical
+    # form, by check_canonical in Candidate.from_expr
     _check_folded_constants(expr, text, limits)
     used = {n: float(params[n]) for n in sorted(builder.used)}
-    return Candidate.from_expr(expr, used, source=stripped)
+    return Candidate.from_expr(expr, used, source=stripped, limits=limits)
 
 
 def _check_folded_constants(expr: sympy.Expr, text: str, limits: Limits) -> None:
@@ -358,7 +360,129 @@ def _check_folded_constants(expr: sympy.Expr, text: str, limits: Limits) -> None
         else:
             ok = n == 0 or 1 / bound <= abs(n) <= bound
         if not ok:
-            raise FormulaError(f"formula folds to the constant {float(n):.3g}, outside [{1 / bound:g}, {bound:g}]", text)
+            raise FormulaError(f"formula folds to the constant {float(n):.3g}, outside [{1 / bound:g}, {bound:g}] "
+                               f"(Limits.max_constant)", text)
+
+
+# ---- the canonical-form invariant ----------------------------------------------------------------
+_STRUCTURAL = (sympy.Add, sympy.Mul, sympy.Pow, sympy.Max, sympy.Min)
+_SUPPORTED: Optional[frozenset] = None
+
+
+def supported_functions() -> frozenset:
+    """The sympy function classes a canonical form may contain: exactly those the primitives build, so
+    the printer spells each as a primitive call, the parser reads it back, and the evaluator, `protect`
+    and the kernels know it (sympy's own re, atan2, Piecewise ... are none of these)."""
+    global _SUPPORTED
+    if _SUPPORTED is None:
+        args = [sympy.Symbol(f"_a{i}", real=True) for i in range(2)]
+        found = set()
+        for prim in PRIMITIVES.values():
+            built = prim(*args[:2 if prim.n_inputs is None else prim.n_inputs])
+            found.update(type(f) for f in sympy.preorder_traversal(built) if isinstance(f, sympy.Function))
+        _SUPPORTED = frozenset(found)
+    return _SUPPORTED
+
+
+def check_canonical(expr: sympy.Expr, params: Mapping[str, float], limits: Limits = DEFAULT_LIMITS,
+                    text: str = "") -> None:
+    """The invariant of every Candidate, checked on its final (canonical) form: it contains only
+    primitives' functions, x and its parameters, and it satisfies `limits` as printed, so that
+    parse_formula(format_formula(c), params=c.params) reads it back (and gives the same id).
+
+    The parser bounds each AST node it builds, but sympy folds while it builds and canonicalize rewrites
+    afterwards: x*x*...*x (24 factors) becomes x**24, x*1e100*E the coefficient 1e100*E, which a
+    reparse of the printed text refuses.  FormulaError names the limit (the search records a rejection)."""
+    why = _undefined_reason(expr)
+    if why:
+        raise FormulaError(f"formula contains {why}", text)
+    allowed, symbols = supported_functions(), {X} | {_param_symbol(n) for n in params}
+    moments = tuple(MOMENT_FUNCTIONS.values())
+    for node in sympy.preorder_traversal(expr):
+        if node.is_Symbol:
+            if node not in symbols:
+                raise FormulaError(f"canonical form contains the undeclared symbol {node.name!r}", text)
+        elif node.is_Number or node is sympy.pi or node is sympy.E or isinstance(node, _STRUCTURAL):
+            continue
+        elif type(node) not in allowed:
+            raise FormulaError(f"canonical form contains {type(node).__name__}(), which is not a primitive "
+                               f"(sympy introduced it; the evaluator, printer and parser know primitives only)",
+                               text)
+        elif isinstance(node, moments) and not node.args[0].has(X):
+            raise FormulaError(f"canonical form takes {type(node).__name__}() of a constant; its argument "
+                               f"must depend on x", text)
+    _check_folded_constants(expr, text, limits)
+    for p in expr.atoms(sympy.Pow):
+        if p.exp.is_number and not abs(_constant_value(p.exp)) <= limits.max_exponent:
+            raise FormulaError(f"formula folds to a power with exponent {p.exp}: exponent must be a real "
+                               f"constant of magnitude at most {limits.max_exponent:g} (Limits.max_exponent)",
+                               text)
+    _check_printed(expr, limits, text)
+
+
+def _check_printed(expr: sympy.Expr, limits: Limits, text: str) -> None:
+    """Length, syntax nodes and nesting of the printed canonical form, and every constant subexpression
+    it prints as one AST node (1e+100*E in 1e+100*E*x) built and bounded as a reparse would."""
+    try:
+        printed = format_formula(expr)
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, FormulaError):
+            raise FormulaError(exc.reason, text) from None
+        raise FormulaError(f"canonical form cannot be printed ({type(exc).__name__})", text) from None
+    if len(printed) > limits.max_length:
+        raise FormulaError(f"canonical form is {len(printed)} characters long; the limit is {limits.max_length} "
+                           f"(Limits.max_length)", text)
+    try:
+        tree = ast.parse(printed, mode="eval")
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        raise FormulaError("canonical form prints as text that does not parse", text) from None
+    if _node_count(tree) > limits.max_nodes:
+        raise FormulaError(f"canonical form has more than {limits.max_nodes} syntax nodes (Limits.max_nodes)", text)
+    depth, stack = 0, [(tree.body, 0)]
+    while stack:  # nesting as _Builder.build counts it
+        node, d = stack.pop()
+        depth = max(depth, d)
+        stack.extend((k, d + 1) for k in _ast_operands(node))
+    if depth > limits.max_depth:
+        raise FormulaError(f"canonical form is nested deeper than {limits.max_depth} levels (Limits.max_depth)", text)
+    constants: list[ast.AST] = []
+    if _collect_constant_nodes(tree.body, constants):
+        constants.append(tree.body)
+    builder = _Builder(printed, {}, limits)
+    for node in constants:
+        if isinstance(node, (ast.Constant, ast.Name)) or (isinstance(node, ast.UnaryOp)
+                                                          and isinstance(node.operand, ast.Constant)):
+            continue  # a literal: its number was bounded above
+        try:
+            builder.build(node)
+        except FormulaError as exc:
+            bound = " (Limits.max_constant)" if "larger than" in exc.reason or "range" in exc.reason else ""
+            raise FormulaError(f"canonical form {printed[:60] + ('...' if len(printed) > 60 else '')!r} has "
+                               f"the constant subexpression {exc.token!r}: {exc.reason}{bound}", text) from None
+
+
+def _ast_operands(node: ast.AST) -> list:
+    if isinstance(node, ast.UnaryOp):
+        return [node.operand]
+    if isinstance(node, ast.BinOp):
+        return [node.left, node.right]
+    if isinstance(node, ast.Call):
+        return list(node.args)
+    return []
+
+
+def _collect_constant_nodes(node: ast.AST, out: list) -> bool:
+    """True if `node` is constant (no x, no parameter); appends the maximal constant proper subtrees."""
+    if isinstance(node, ast.Name):
+        return node.id in CONSTANTS
+    if isinstance(node, ast.Constant):
+        return True
+    kids = _ast_operands(node)
+    flags = [_collect_constant_nodes(k, out) for k in kids]
+    if kids and all(flags):
+        return True
+    out.extend(k for k, f in zip(kids, flags) if f)
+    return False
 
 
 # ---- printing --------------------------------------------------------------------------------------
@@ -396,6 +520,30 @@ def format_formula(obj) -> str:
 
 
 # ---- the candidate -------------------------------------------------------------------------------
+def kernel_derivative(expr: sympy.Expr, wrt: sympy.Symbol) -> sympy.Expr:
+    """d(expr)/d(wrt) as every derivative the kernels use (x and parameter gradients) computes it.
+
+    Convention for steps: heaviside(u) and sign(u) are differentiated as 0 everywhere, i.e. each
+    DiracDelta that sympy produces (d/du Heaviside(u) = DiracDelta(u), d/du sign(u) = 2 DiracDelta(u))
+    is replaced by 0.  The true derivative is 0 almost everywhere and undefined (a delta) on the step;
+    this is what torch does (sign's backward is 0; relu's derivative at 0 is taken as 0), what autograd
+    through the generated eager forward gives (a step prints as torch.where of constants), and the only
+    finite choice.  So d/dβ of x·heaviside(x - β) is 0: a threshold parameter gets no gradient.
+    Every quantity is real: re(u) -> u and im(u) -> 0 wherever sympy could not prove that.
+    The result is protected like the expression itself (d/dx sqrt(|x|) has |x|**(-1/2) at 0)."""
+    from actsearch.primitives import protect
+
+    d = sympy.diff(expr, wrt)
+    if d.has(sympy.DiracDelta):
+        d = d.replace(lambda e: isinstance(e, sympy.DiracDelta), lambda e: sympy.S.Zero)
+    if d.has(sympy.re, sympy.im, sympy.conjugate):
+        # every quantity is real, but sympy differentiates Abs(u) through re(u) and im(u) when it cannot
+        # prove u real (expm1(1/(alpha + eps)): 1/0 is complex infinity to sympy): im -> 0, re(u) -> u
+        d = d.replace(lambda e: isinstance(e, sympy.im), lambda e: sympy.S.Zero)
+        d = d.replace(lambda e: isinstance(e, (sympy.re, sympy.conjugate)), lambda e: e.args[0])
+    return protect(d)
+
+
 @dataclass(frozen=True, eq=False)
 class Candidate:
     """One point of the search space: an expression in `x` (scalar or (N, C, ...) tensor) with named
@@ -412,12 +560,15 @@ class Candidate:
 
     @classmethod
     def from_expr(cls, expr: sympy.Expr, params: Optional[Mapping[str, float]] = None,
-                  source: Optional[str] = None) -> "Candidate":
+                  source: Optional[str] = None, limits: Limits = DEFAULT_LIMITS) -> "Candidate":
+        """The candidate of `expr`'s canonical form; FormulaError unless that form satisfies the
+        invariant of `check_canonical` (primitives only, within `limits` as printed)."""
         from actsearch.identity import canonicalize
 
         expr = canonicalize(expr)
         # keep only parameters that survive canonicalization (x*beta - beta*x has none)
         kept = {n: v for n, v in (params or {}).items() if _param_symbol(n) in expr.free_symbols}
+        check_canonical(expr, kept, limits, source or "")
         return cls(expr, kept, source)
 
     @property
@@ -442,20 +593,16 @@ class Candidate:
 
     @cached_property
     def safe_derivative(self) -> sympy.Expr:
-        """df/dx of the protected form, itself protected (d/dx sqrt(|x|) has |x|**(-1/2) at 0), with
-        DiracDelta (from steps and signs) set to 0 as in torch's backward of heaviside/sign.
-        This is what screening evaluates and what a backward kernel computes."""
-        from actsearch.primitives import protect
-
-        d = sympy.diff(self.safe_expr, X)
-        if d.has(sympy.DiracDelta):
-            d = d.replace(lambda e: isinstance(e, sympy.DiracDelta), lambda e: sympy.S.Zero)
-        return protect(d)
+        """df/dx of the protected form, itself protected (d/dx sqrt(|x|) has |x|**(-1/2) at 0).
+        This is what screening evaluates and what a backward kernel computes.  Steps and signs
+        differentiate by the convention of `kernel_derivative`: their derivative is 0 (DiracDelta -> 0)."""
+        return kernel_derivative(self.safe_expr, X)
 
     @cached_property
     def param_derivatives(self) -> dict[str, sympy.Expr]:
-        """d(safe form)/d(parameter) for each parameter: the parameter gradients a backward computes."""
-        return {n: sympy.diff(self.safe_expr, s) for n, s in self.param_symbols.items()}
+        """d(safe form)/d(parameter) for each parameter: the parameter gradients a backward computes,
+        by the same convention as `safe_derivative` (`kernel_derivative`)."""
+        return {n: kernel_derivative(self.safe_expr, s) for n, s in self.param_symbols.items()}
 
     @cached_property
     def fingerprint(self):

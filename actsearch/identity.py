@@ -20,6 +20,7 @@ from sympy import exp, sin
 
 from actsearch.numeric import evaluate
 from actsearch.primitives import sigmoid, sinc, softplus
+from actsearch.primitives.registry import COMPLEX_PARTS, real_abs
 
 # ---- probe sets -----------------------------------------------------------------------------------
 PROBE_SEED = 20240517
@@ -117,7 +118,14 @@ def _rewrite_named(expr: sympy.Expr) -> sympy.Expr:
     if not expr.args:
         return expr
     new = tuple(_rewrite_named(a) for a in expr.args)
-    node = expr if new == expr.args else expr.func(*new, evaluate=False) if isinstance(expr, (sympy.Max, sympy.Min)) else expr.func(*new)
+    if new == expr.args:
+        node = expr
+    elif isinstance(expr, (sympy.Max, sympy.Min)):
+        node = expr.func(*new, evaluate=False)
+    elif isinstance(expr, sympy.Abs):
+        node = real_abs(*new)  # sympy's Abs would rewrite |exp(sqrt(x))| with re/atan2
+    else:
+        node = expr.func(*new)
     return _named(node)
 
 
@@ -164,4 +172,6 @@ def canonicalize(expr: sympy.Expr, time_limit_s: float = CANONICAL_TIME_LIMIT) -
             tidy = _rewrite_named(sympy.factor_terms(expr))
     except _Timeout:
         return expr
+    if tidy.has(*COMPLEX_PARTS) and not expr.has(*COMPLEX_PARTS):
+        return expr  # factor_terms rebuilt an Abs that sympy then rewrote with re/atan2 (see real_abs)
     return tidy if sympy.count_ops(tidy) < ops else expr

@@ -14,7 +14,7 @@ import scipy.special as sps
 import sympy
 from sympy.codegen.cfunctions import expm1, log1p
 
-from actsearch.primitives import CUSTOM_FUNCTIONS, EPS, GUARD_EPS
+from actsearch.primitives import CUSTOM_FUNCTIONS, EPS, GUARD_EPS, Moment
 from actsearch.primitives.registry import is_integer_exponent
 
 _UNARY = {
@@ -34,13 +34,25 @@ class EvaluationError(ValueError):
     pass
 
 
-def evaluate(expr: sympy.Expr, x: np.ndarray, params: Mapping[str, float] | None = None) -> np.ndarray:
-    """Value of `expr` at input array `x` (any shape), with parameter values by symbol name."""
-    x = np.asarray(x, dtype=np.float64)
+_DTYPE = "__dtype__"  # env key of a narrower working precision (parameter names never start with __)
+
+
+def evaluate(expr: sympy.Expr, x: np.ndarray, params: Mapping[str, float] | None = None,
+             dtype=np.float64) -> np.ndarray:
+    """Value of `expr` at input array `x` (any shape), with parameter values by symbol name.
+
+    dtype=np.float32 computes as a float32 kernel does: the input, the parameters, the constants and
+    every intermediate are rounded to float32, so what overflows there (exp(89), 1e-6**-7) is inf here
+    too, where float64 is finite.  The result is returned as float64 either way."""
+    dtype = np.dtype(dtype)
+    x = np.asarray(x, dtype=dtype)
     env = {"x": x, GUARD_EPS.name: EPS}
     env.update({k: float(v) for k, v in (params or {}).items()})
     cache: dict = {}
     with np.errstate(all="ignore"):
+        if dtype != np.float64:  # (a parameter beyond float32's range is inf, silently, as in a kernel)
+            env = {k: dtype.type(v) if isinstance(v, float) else v for k, v in env.items()}
+            env[_DTYPE] = dtype
         out = _eval(expr, env, cache)
     return np.broadcast_to(np.asarray(out, dtype=np.float64), x.shape).copy()
 
@@ -50,6 +62,13 @@ def _eval(node, env, cache):
     if hit is not None:
         return hit
     val = _eval_uncached(node, env, cache)
+    dtype = env.get(_DTYPE)
+    if dtype is not None:  # float32: a constant or a float64 result (scipy, numpy scalars) is rounded
+        if isinstance(val, np.ndarray):
+            if val.dtype != dtype and val.dtype.kind == "f":
+                val = val.astype(dtype)
+        elif isinstance(val, (float, np.floating)):
+            val = dtype.type(val)
     cache[node] = val
     return val
 
@@ -72,10 +91,10 @@ def _eval_uncached(node, env, cache):
         b = _eval(base, env, cache)
         if is_integer_exponent(ex):
             e = int(ex)
-            if e == -1:
-                return 1.0 / b
+            if e == -1:  # np.divide, not `/`: a parameter is a Python float, and 1.0 / 0.0 raises
+                return np.divide(1.0, b)
             if e < 0:
-                return 1.0 / np.power(b, -e)
+                return np.divide(1.0, np.power(b, -e))
             return np.power(b, e)
         if ex == sympy.S.Half:
             return np.sqrt(b)
@@ -97,7 +116,12 @@ def _eval_uncached(node, env, cache):
         return np.heaviside(_eval(node.args[0], env, cache), h0)
     fn = _UNARY.get(func)
     if fn is not None and len(node.args) == 1:
-        return fn(_eval(node.args[0], env, cache))
+        arg = _eval(node.args[0], env, cache)
+        if isinstance(func, type) and issubclass(func, Moment):
+            # a moment reduces over the input's tensor axes, also when its argument folded to a constant
+            # (batch_var(1)): broadcast it to the input's shape first
+            arg = np.broadcast_to(arg, np.shape(env["x"]))
+        return fn(arg)
     raise EvaluationError(f"cannot evaluate {func.__name__} numerically")
 
 

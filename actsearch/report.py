@@ -24,13 +24,9 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _reason_code(reason: str) -> str:
-    for key in ("non-finite", "chance", "timeout", "constant", "linear", "non_finite", "screening"):
-        if key in reason:
-            return key.replace("_", "-")
-    # otherwise the first word of the reason, after a leading lower-case label such as "digits-cnn:"
-    detail = reason.split(":", 1)[-1].strip() if reason.startswith(tuple("abcdefghijklmnopqrstuvwxyz-")) else reason
-    return detail.split(" ")[0][:30]
+# the screening module's check codes (actsearch.screening's docstring)
+SCREENING_CHECKS = ("non_finite", "non_finite_gradient", "constant", "linear", "zero_gradient",
+                    "output_too_large", "gradient_too_large", "duplicate", "not_evaluable")
 
 
 def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
@@ -44,7 +40,7 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
     from actsearch.store import ResultStore
     from actsearch.strategies import pareto_front
 
-    store = ResultStore(run_dir, create=False)
+    store = ResultStore(run_dir, mode="read")
     cfg = store.config() or {}
     ranked = store.ranked()
     history = store.history()
@@ -103,8 +99,12 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
         images.append(("Pareto front: score vs " + ("cost" if has_cost else "evaluation order"), _png(fig)))
 
     # rejection reasons
-    reasons = Counter(_reason_code(r["rejected"]) for r in ranked if r["rejected"])
-    reasons.update(f"screening: {_reason_code(s or '')}" for s in store.screening_reasons())
+    # by reason code (actsearch.rejection); screened-out candidates by the screening check that failed
+    reasons = Counter({code: n for code, n in store.rejection_counts().items() if code != "screened_out"})
+    for text in store.screening_reasons():
+        check = (text or "").split(":", 1)[0].strip()
+        if check in SCREENING_CHECKS:
+            reasons[f"screened_out: {check}"] += 1
     if reasons:
         fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.4 * len(reasons)))
         items = reasons.most_common()
@@ -130,7 +130,13 @@ tasks {html.escape(', '.join(cfg.get('tasks', [])))}, {cfg.get('seeds')} seeds; 
 <h2>Top candidates</h2><table><tr><th>#</th><th>score</th><th>formula</th><th>nearest known</th><th>rejected</th><th>id</th></tr>
 {rows_html}</table>{body}</body></html>"""
     store.close()
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    with open(out_path, "w") as f:
-        f.write(doc)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+        with open(out_path, "w") as f:
+            f.write(doc)
+    except OSError as exc:  # e.g. the default RUN_DIR/report.html of a run kept on read-only media
+        from actsearch.store import StoreError
+
+        raise StoreError(f"cannot write the report to {out_path} ({exc.strerror or exc}); choose a writable "
+                         f"file with -o") from None
     return out_path

@@ -11,7 +11,11 @@ Each failure is a reason string "code: detail" with a stable code:
   duplicate            the candidate's id is already in `seen`
   not_evaluable        the expression contains something the evaluator cannot compute
 Magnitude thresholds use the N(0,1) probes because that is where pre-activations live; the grid only
-has to be finite.  Tensor (normalization-activation) candidates are checked on the (N, C, L) probe
+has to be finite.  Finiteness is also checked in float32 (`check_float32`), the dtype kernels train in,
+on the probes and a dense grid of [-10, 10] (step 1e-3): an intermediate that overflows float32 makes
+f or f' NaN/Inf there (inf*0 in a derivative) although float64 is finite (non_finite /
+non_finite_gradient, "in float32"); the dense grid also finds narrow poles the probes step over
+(exp(-tan(x)) just past pi/2).  Tensor (normalization-activation) candidates are checked on the (N, C, L) probe
 tensor for finiteness, constancy and magnitude; their gradient checks need the kernels (issue #3).
 """
 from __future__ import annotations
@@ -26,6 +30,8 @@ from actsearch.identity import PROBE_NORMAL, PROBES, PROBE_TENSOR
 from actsearch.numeric import EvaluationError, evaluate
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# float32 finiteness probes: the probe set and a dense grid of [-10, 10] (step 1e-3)
+FLOAT32_PROBES = np.concatenate([PROBES, np.linspace(-10.0, 10.0, 20001)])
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class ScreeningConfig:
     max_zero_gradient_fraction: float = 0.75
     linear_rtol: float = 1e-6      # residual RMS of the best affine fit, relative to std(f)
     constant_rtol: float = 1e-9    # std(f) relative to 1 + |mean(f)|
+    check_float32: bool = True     # f and f' finite in float32 on FLOAT32_PROBES too
 
 
 @dataclass
@@ -114,6 +121,19 @@ def _screen_scalar(c: Candidate, cfg: ScreeningConfig, reasons: list[str]) -> No
     gpeak = float(gn.max())
     if gpeak > cfg.max_abs_gradient:
         reasons.append(f"gradient_too_large: max |f'| = {gpeak:.3g} on N(0,1) probes (limit {cfg.max_abs_gradient:g})")
+    if cfg.check_float32:
+        _screen_float32(c, reasons)
+
+
+def _screen_float32(c: Candidate, reasons: list[str]) -> None:
+    """f and f' finite in float32 (as the kernels compute them) on FLOAT32_PROBES."""
+    for code, what, expr in (("non_finite", "f", c.safe_expr), ("non_finite_gradient", "f'", c.safe_derivative)):
+        v = evaluate(expr, FLOAT32_PROBES, c.params, dtype=np.float32)
+        bad = ~np.isfinite(v)
+        if bad.any():
+            reasons.append(f"{code}: {what} is NaN/Inf in float32 on {int(bad.sum())} of {bad.size} probes "
+                           f"(e.g. at x={FLOAT32_PROBES[np.argmax(bad)]:.4g})")
+            return
 
 
 def _screen_tensor(c: Candidate, cfg: ScreeningConfig, reasons: list[str]) -> None:

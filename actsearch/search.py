@@ -13,6 +13,8 @@ the run ends with exactly `budget` distinct evaluated candidates.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -48,16 +50,29 @@ class SearchConfig:
     executor: str = "ray"          # "ray" or "local" (in-process, for tests and debugging)
 
     def validate(self) -> None:
+        # numbers first, before the imports below (torch, ~2 s): a negative worker count made the driver
+        # spin forever (capacity < 0), a timeout <= 0 recorded every candidate as timed out, an empty task
+        # list silently ran the default task
+        for name, value, low in (("--budget", self.budget, 1), ("--seeds", self.seeds, 1),
+                                 ("--batch", self.batch, 1), ("--workers", self.workers, 0)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, numbers.Integral)
+                                       or self.steps < 1):
+            raise ValueError(f"--steps must be an integer >= 1, got {self.steps!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+            raise ValueError(f"--seed must be an integer, got {self.seed!r}")
+        if (isinstance(self.timeout_s, bool) or not isinstance(self.timeout_s, numbers.Real)
+                or not math.isfinite(self.timeout_s) or self.timeout_s <= 0):
+            raise ValueError(f"--timeout must be a finite number of seconds > 0, got {self.timeout_s!r}")
+        if self.executor not in ("ray", "local"):
+            raise ValueError(f"--executor must be 'ray' or 'local', got {self.executor!r}")
+        if not self.tasks or not all(isinstance(t, str) and t.strip() for t in self.tasks):
+            raise ValueError("--tasks is empty; name at least one task (see `actsearch tasks`) or 'all'")
         from actsearch.search_spaces import get_space
         from actsearch.strategies import STRATEGIES
         from actsearch.tasks import resolve_tasks
 
-        if self.budget <= 0:
-            raise ValueError(f"--budget must be positive, got {self.budget}")
-        if self.seeds < 1:
-            raise ValueError(f"--seeds must be >= 1, got {self.seeds}")
-        if self.batch < 1:
-            raise ValueError(f"--batch must be >= 1, got {self.batch}")
         get_space(self.space, **self.space_options)
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
@@ -104,6 +119,44 @@ def candidate_cost(candidate: Candidate) -> float:
     return max(total, 1.0) / max(costs.get("relu", 1.0), 1.0)
 
 
+def rejection_code(report: dict) -> Optional[str]:
+    """The reason code of an evaluation report: the worker's own rejection when it sent one, `diverged`
+    when training stopped a seed (non-finite loss, chance accuracy), else None (not rejected)."""
+    from actsearch.rejection import RejectionReason, code_of
+
+    rejection = report.get("rejection")
+    if rejection:
+        return RejectionReason(rejection["code"]).value
+    if report.get("rejected"):
+        return (code_of(report["rejected"]) or RejectionReason.EVALUATION_ERROR).value
+    if any(t.get("rejected") for t in report.get("tasks", {}).values()):
+        return RejectionReason.DIVERGED.value
+    return None
+
+
+def _safe_id(c: Optional[Candidate], genome) -> str:
+    """The candidate's id, or, when it cannot be computed, a stable `err_` id from its formula text
+    (or its genome when it has none)."""
+    import hashlib
+
+    if c is not None:
+        try:
+            return c.id
+        except Exception:  # noqa: BLE001 - the reason is recorded by the caller
+            pass
+    key = _safe_formula(c, genome)
+    return "err_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _safe_formula(c: Optional[Candidate], genome) -> str:
+    if c is not None:
+        try:
+            return c.source or c.formula
+        except Exception:  # noqa: BLE001
+            pass
+    return "genome " + json.dumps(genome, sort_keys=True, default=str)
+
+
 def describe_candidate(c: Candidate, genome, screening) -> dict:
     from actsearch.catalog import nearest_known
 
@@ -132,21 +185,31 @@ class SearchDriver:
                              f"--run-dir (nothing was changed)")
         if resume and not exists:
             raise StoreError(f"nothing to resume: {self.run_dir}/results.db does not exist")
-        self.store = ResultStore(self.run_dir)
-        stored = self.store.config()
-        if stored is None:
-            self.store.set_config(asdict(config), {**versions(), "actsearch": __version__})
-        else:
-            diff = [k for k in RESUME_KEYS if stored.get(k) != asdict(config).get(k)]
-            if diff:
-                raise StoreError(f"{self.run_dir} was started with different settings ({', '.join(f'{k}={stored.get(k)!r}' for k in diff)}); "
-                                 f"resume with the same settings (only --budget, --workers and --address may change)")
-        self.space = get_space(config.space, **config.space_options)
-        self.strategy = make_strategy(config.strategy, self.space, seed=config.seed,
-                                      n_objectives=len(config.objectives), **config.strategy_options)
-        self.executor = executor
-        self.pending: list = []  # genomes asked but not told, to (re)submit
-        self._replay()
+        # the run's writer lock first (a second writer is refused), then a store checked before any write;
+        # released by close(), at the end of run(), or by the kernel when this process dies
+        self.store = ResultStore(self.run_dir, mode="write" if resume else "create")
+        try:
+            stored = self.store.config()
+            if stored is None:
+                self.store.set_config(asdict(config), {**versions(), "actsearch": __version__})
+            else:
+                diff = [k for k in RESUME_KEYS if stored.get(k) != asdict(config).get(k)]
+                if diff:
+                    raise StoreError(f"{self.run_dir} was started with different settings ({', '.join(f'{k}={stored.get(k)!r}' for k in diff)}); "
+                                     f"resume with the same settings (only --budget, --workers and --address may change)")
+            self.space = get_space(config.space, **config.space_options)
+            self.strategy = make_strategy(config.strategy, self.space, seed=config.seed,
+                                          n_objectives=len(config.objectives), **config.strategy_options)
+            self.executor = executor
+            self.pending: list = []  # genomes asked but not told, to (re)submit
+            self._replay()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the store and release the run directory's writer lock (run() does this when it ends)."""
+        self.store.close()
 
     # -- resume
     def _replay(self) -> None:
@@ -177,34 +240,67 @@ class SearchDriver:
         return (float(result["score"]), float(result["cost"] if result["cost"] is not None else 0.0))
 
     def _prepare(self, genome) -> Optional[tuple]:
-        """Parse, screen, dedup.  Returns (candidate, genome) to evaluate, or None after telling the strategy."""
+        """Build, fingerprint, screen and dedup one genome.  Returns ("eval" | "wait", candidate, genome), or
+        None after telling the strategy.  This is the candidate's boundary: any exception raised on its
+        way here is recorded as its rejection (a reason code and the error) and the search goes on."""
+        from actsearch.rejection import Rejection
         from actsearch.screening import screen_candidate
 
+        stage, c = "prepare", None
         try:
             c = self.space.candidate(genome)
-        except FormulaError as exc:
-            self.strategy.tell(genome, None)
-            self.store.log_tell(genome, None, note=f"invalid formula: {exc}")
+            stage = "fingerprint"
+            cid = c.id
+            if cid in self.inflight_ids:
+                return ("wait", c, genome)
+            done = self.store.result(cid)
+            if done is not None:  # duplicate of an evaluated candidate: its stored result, no training
+                value = self._value(done)
+                self.strategy.tell(genome, value)
+                self.store.log_tell(genome, value, cid, note="duplicate")
+                return None
+            cand = self.store.candidate(cid)
+            if cand is None:
+                stage = "screen"
+                screening = screen_candidate(c)
+                cand = describe_candidate(c, genome, screening)
+                if not screening.passed:
+                    cand["reason_code"] = "screened_out"
+                self.store.record_candidate(cand)
+        except StoreError:  # the run's own store, not the candidate, is at fault: stop
+            raise
+        except Exception as exc:  # noqa: BLE001 - the candidate's boundary: recorded, and the search goes on
+            self._reject_before_training(genome, c, Rejection.from_exception(exc, stage))
             return None
-        if c.id in self.inflight_ids:
-            return ("wait", c, genome)
-        done = self.store.result(c.id)
-        if done is not None:  # duplicate of an evaluated candidate: its stored result, no training
-            value = self._value(done)
-            self.strategy.tell(genome, value)
-            self.store.log_tell(genome, value, c.id, note="duplicate")
-            return None
-        cand = self.store.candidate(c.id)
-        if cand is None:
-            cand = describe_candidate(c, genome, screen_candidate(c))
-            self.store.record_candidate(cand)
         if not cand["screening_passed"]:
             self.strategy.tell(genome, None)
-            self.store.log_tell(genome, None, c.id, note=f"screening: {cand['screening_reason']}")
+            self.store.log_tell(genome, None, cid, note=f"{cand.get('reason_code') or 'screened_out'}: "
+                                                        f"{cand['screening_reason']}")
             return None
         return ("eval", c, genome)
 
+    def _reject_before_training(self, genome, c: Optional[Candidate], rejection) -> None:
+        """Record a candidate that failed before it could be trained: a candidates row (under its id, or
+        an `err_` id from its formula or genome when no id can be computed) and a tell of None."""
+        cid = _safe_id(c, genome)
+        formula = _safe_formula(c, genome)
+        if self.store.candidate(cid) is None:
+            self.store.record_candidate({
+                "id": cid, "formula": formula, "canonical": formula, "params": dict(c.params) if c else {},
+                "genome": genome, "fingerprint": None, "screening_passed": False,
+                "screening_reason": f"{rejection.stage}: {rejection.error_type or ''}: {rejection.detail}",
+                "reason_code": rejection.code.value, "nearest_name": None, "nearest_distance": None})
+        self.strategy.tell(genome, None)
+        self.store.log_tell(genome, None, cid, note=str(rejection))
+
     def run(self) -> dict:
+        """Search until the budget is spent; the store is closed and the run unlocked when it returns or raises."""
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> dict:
         from actsearch.executor import make_executor
 
         cfg = self.config
@@ -290,13 +386,16 @@ class SearchDriver:
         score = report.get("score")
         if score is not None and score != score:  # NaN
             score = None
-        cand = self.store.candidate(cid)
         cost = None
         if "cost" in cfg.objectives:  # measured by the worker; the static estimate when it could not be
             cost = report.get("cost")
             if cost is None:
-                cost = candidate_cost(self.space.candidate(cand["genome"]))
-        self.store.record_result(cid, score, report, cost=cost, wall_s=wall, worker=worker)
+                try:
+                    cost = candidate_cost(self.space.candidate(self.store.candidate(cid)["genome"]))
+                except Exception:  # noqa: BLE001 - no cost is better than a crashed search
+                    cost = None
+        self.store.record_result(cid, score, report, cost=cost, wall_s=wall, worker=worker,
+                                 reason_code=rejection_code(report))
         return self.store.result(cid)
 
     def _tell_waiters(self, cid: str, result: Optional[dict]) -> None:
@@ -312,5 +411,6 @@ class SearchDriver:
         best = ranked[0] if ranked else None  # ranked puts rejected candidates last
         return {"run_dir": self.run_dir, "evaluated": n, "budget": self.config.budget,
                 "rejected": self.store.n_rejected(), "screened_out": self.store.n_screened_out(),
+                "rejections": self.store.rejection_counts(),
                 "elapsed_s": el, "rate_per_min": 60 * (n - started) / el if el > 0 else 0.0,
                 "best": ({"id": best["id"], "formula": best["formula"], "score": best["score"]} if best else None)}

@@ -7,23 +7,44 @@ Tables
   candidates   every candidate proposed: formula, canonical id, fingerprint, screening verdict and
                reason, nearest known activation, the genome that produced it
   evaluations  every (candidate, task, seed) training: metrics, wall time, worker
-  results      one row per evaluated candidate: score, cost, rejection reason, the full report
+  results      one row per evaluated candidate: score, cost, rejection reason and its code, the full report
 
-A run directory made by another schema version, or a file that is not a valid database, is refused
-with an error that names the problem and the fix; nothing in an existing run is ever deleted.
+Opening (`ResultStore(run_dir, mode=...)`):
+  read    an existing store, read-only: never written, never locked, no file created next to it (a
+          finished run is opened `immutable`, a live or killed run's write-ahead log is read with
+          `mode=ro`, or from a temporary copy when its directory cannot be written); works on read-only media
+  write   an existing store, to resume it: the run directory's writer lock (flock on RUN_DIR/.lock,
+          released by the kernel when the process dies) is taken before anything else, so a second
+          writer is refused; a schema-1 store is migrated in place, in one transaction
+  create  a new store where results.db does not exist at all: the lock, then a complete store written
+          to a temporary file and linked into place, so results.db is a whole store or absent
+Before use every file is checked: an SQLite header, a size that is a whole number of pages,
+`PRAGMA quick_check`, and the tables and columns of a known schema version.  A foreign, empty,
+truncated or damaged file, or one of an unknown schema version, is refused with a one-line error
+(StoreError) that names the problem and the fix, and is never written; an SQLite error met later
+while reading or writing becomes a StoreError too.  Nothing in an existing run is ever deleted.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from actsearch import __version__
+from actsearch.rejection import RejectionReason, code_of
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+KNOWN_SCHEMAS = (1, 2)  # 1: no reason codes (read as NULL; migrated to 2 in place when opened for writing)
+MODES = ("read", "write", "create")
+LOCK_NAME = ".lock"          # RUN_DIR/.lock: flock'ed by the one writer for its lifetime, never deleted
+UNCLASSIFIED = "unclassified"  # rejection_counts' key for a rejection text with no reason code (schema-1 runs)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,14 +54,27 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS candidates (
     id TEXT PRIMARY KEY, formula TEXT NOT NULL, canonical TEXT, params TEXT, genome TEXT,
     fingerprint TEXT, screening_passed INTEGER, screening_reason TEXT,
-    nearest_name TEXT, nearest_distance REAL, created REAL);
+    nearest_name TEXT, nearest_distance REAL, created REAL, reason_code TEXT);
 CREATE TABLE IF NOT EXISTS evaluations (
     candidate_id TEXT NOT NULL, task TEXT NOT NULL, seed INTEGER NOT NULL, metrics TEXT NOT NULL,
     wall_s REAL, worker TEXT, PRIMARY KEY (candidate_id, task, seed));
 CREATE TABLE IF NOT EXISTS results (
     candidate_id TEXT PRIMARY KEY, score REAL, cost REAL, rejected TEXT, report TEXT,
-    wall_s REAL, worker TEXT, finished REAL, n INTEGER);
+    wall_s REAL, worker TEXT, finished REAL, n INTEGER, reason_code TEXT);
 """
+
+# the columns a store of each known schema version has (a file that lacks one is not such a store)
+_COLUMNS_V1 = {
+    "meta": ("key", "value"),
+    "events": ("seq", "kind", "genome", "value", "candidate_id", "note"),
+    "candidates": ("id", "formula", "canonical", "params", "genome", "fingerprint", "screening_passed",
+                   "screening_reason", "nearest_name", "nearest_distance", "created"),
+    "evaluations": ("candidate_id", "task", "seed", "metrics", "wall_s", "worker"),
+    "results": ("candidate_id", "score", "cost", "rejected", "report", "wall_s", "worker", "finished", "n"),
+}
+_COLUMNS = {1: _COLUMNS_V1,
+            2: {**_COLUMNS_V1, "candidates": _COLUMNS_V1["candidates"] + ("reason_code",),
+                "results": _COLUMNS_V1["results"] + ("reason_code",)}}
 
 
 class StoreError(Exception):
@@ -51,40 +85,354 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, allow_nan=True)
 
 
+def _dir_writable(path: Path) -> bool:
+    """False on read-only media (access(2) says EROFS there, even to root)."""
+    return os.access(path, os.W_OK)
+
+
+def _lock_holder(lock: Path) -> str:
+    try:
+        pid = lock.read_text().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def writer_active(run_dir: os.PathLike) -> bool:
+    """Whether a writer holds RUN_DIR's lock now (a search running or resuming it).  Never blocks, never
+    creates the lock file."""
+    import fcntl
+
+    try:
+        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except OSError:  # BlockingIOError: held; anything else: cannot tell, so assume a writer
+        return True
+    finally:
+        os.close(fd)
+
+
+def _reason_code(reason_code, report: Optional[dict], rejected: Optional[str]) -> Optional[str]:
+    """The code to store: the caller's, else the report's own rejection's, else the one leading the text."""
+    if reason_code is None and report and isinstance(report.get("rejection"), dict):
+        reason_code = report["rejection"].get("code")
+    if reason_code is None:
+        reason_code = code_of(rejected)
+    return None if reason_code is None else RejectionReason(str(reason_code)).value
+
+
 class ResultStore:
-    def __init__(self, run_dir: os.PathLike, create: bool = True):
+    """One run's store.  mode: "read" (read-only, no lock), "write" (an existing store, under the run's
+    writer lock) or "create" (a new store, under the lock).  Without a mode, the old `create=` decides:
+    False is "read"; True (the old default) is "write" when results.db exists, else "create".  Close
+    the store (or use it as a context manager) to release the lock."""
+
+    def __init__(self, run_dir: os.PathLike, mode: Optional[str] = None, create: bool = True):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "results.db"
-        if not self.path.exists():
-            if not create:
-                raise StoreError(f"{self.path} does not exist: no run in {self.run_dir} (start one with "
-                                 f"`actsearch search --run-dir {self.run_dir}`)")
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if mode is None:
+            mode = "read" if not create else ("write" if self.path.exists() else "create")
+        if mode not in MODES:
+            raise ValueError(f"ResultStore mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.mode = mode
+        self.db: Optional[sqlite3.Connection] = None
+        self.schema: Optional[int] = None
+        self._lock_file = None
+        self._tmpdir: Optional[str] = None
+        self._immutable = False
         try:
-            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
-            version = self.meta("schema_version")
+            if mode == "read":
+                self._open_read()
+            else:
+                self._lock()
+                if mode == "create":
+                    self._create()
+                self._open_write()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    # -- opening
+    def _lock(self) -> None:
+        """Take RUN_DIR/.lock (flock, exclusive, not waiting) for this writer's lifetime."""
+        import fcntl
+
+        if self.mode == "create":
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the run directory {self.run_dir} ({exc.strerror}); "
+                                 f"choose another --run-dir") from None
+        elif not self.path.exists():
+            raise StoreError(f"nothing to resume: {self.path} does not exist (start the run with "
+                             f"`actsearch search --run-dir {self.run_dir}`, without --resume)")
+        lock = self.run_dir / LOCK_NAME
+        try:
+            f = open(lock, "a+")
+        except OSError as exc:
+            raise StoreError(f"cannot lock {self.run_dir} for writing ({exc.strerror}: {lock}); a run on read-only "
+                             f"media can be read (top, report, export) but not resumed - copy it to a writable "
+                             f"directory to resume it") from None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise StoreError(f"{self.run_dir} is in use by another actsearch search{_lock_holder(lock)}, which holds "
+                             f"{lock}; one writer per run: wait for it to finish or stop it, then --resume "
+                             f"(nothing was changed)") from None
+        except OSError as exc:
+            f.close()
+            raise StoreError(f"cannot lock {lock} ({exc.strerror}); keep run directories on a file system with "
+                             f"file locks, or choose another --run-dir") from None
+        self._lock_file = f
+        try:  # who holds it, for the message a second writer gets
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+        except OSError:
+            pass
+
+    def _create(self) -> None:
+        """A complete new store at results.db: written to a temporary file, then linked into place."""
+        if os.path.lexists(self.path):
+            raise StoreError(f"{self.run_dir} already holds a run ({self.path}); pass --resume to continue it, or "
+                             f"choose another --run-dir (nothing was changed)")
+        fd, tmp = tempfile.mkstemp(prefix=".results.db.", suffix=".new", dir=self.run_dir)
+        os.close(fd)
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+                db.execute("BEGIN IMMEDIATE")
+                for key, value in (("schema_version", SCHEMA_VERSION), ("actsearch_version", __version__),
+                                   ("created", time.time())):
+                    db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, _dumps(value)))
+                db.execute("COMMIT")
+            finally:
+                db.close()
+            try:
+                os.link(tmp, self.path)  # never replaces a file that appeared meanwhile
+            except FileExistsError:
+                raise StoreError(f"{self.run_dir} already holds a run ({self.path}); pass --resume to continue "
+                                 f"it, or choose another --run-dir (nothing was changed)") from None
+            except OSError:  # a file system without hard links; the lock keeps other actsearch writers out
+                os.rename(tmp, self.path)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a usable results database ({exc}); it was left untouched - "
-                             f"move it away or choose another --run-dir") from None
-        if version is None:
-            self._set_meta("schema_version", SCHEMA_VERSION)
-            self._set_meta("actsearch_version", __version__)
-            self._set_meta("created", time.time())
-        elif version != SCHEMA_VERSION:
+            raise StoreError(f"cannot create {self.path} ({exc}); choose another --run-dir") from None
+        finally:
+            for suffix in ("", "-wal", "-shm"):  # this process's own temporary file
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp + suffix)
+
+    def _check_file(self) -> None:
+        """Refuse, before SQLite opens it, a file that is empty, not SQLite, or not a whole number of pages."""
+        keep = "it was left untouched"
+        try:
+            size = self.path.stat().st_size
+            with open(self.path, "rb") as f:
+                head = f.read(100)
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path} ({exc.strerror}); check its permissions") from None
+        if size == 0:
+            raise StoreError(f"{self.path} is empty (0 bytes), not an actsearch results store; {keep} - move it "
+                             f"away or choose another --run-dir")
+        if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+            raise StoreError(f"{self.path} is not an actsearch results store (not an SQLite database); {keep} - "
+                             f"move it away or choose another --run-dir")
+        page = int.from_bytes(head[16:18], "big")
+        page = 65536 if page == 1 else page
+        if page < 512 or page & (page - 1):
+            raise StoreError(f"{self.path} is damaged (its header gives a page size of {page} bytes); {keep} - "
+                             f"restore it from a copy")
+        if size % page:
+            raise StoreError(f"{self.path} is damaged: {size:,} bytes is not a whole number of {page}-byte pages (a "
+                             f"truncated or partial copy?); {keep} - restore it from a complete copy")
+        pages = int.from_bytes(head[28:32], "big")
+        wal = Path(f"{self.path}-wal")
+        if (head[92:96] == head[24:28] and pages * page > size
+                and not (wal.exists() and wal.stat().st_size > 0)):
+            raise StoreError(f"{self.path} is damaged: {size:,} bytes, where its header records {pages} pages of "
+                             f"{page} bytes (a truncated copy?); {keep} - restore it from a complete copy")
+
+    def _connect(self, path: Path, params: str) -> sqlite3.Connection:
+        return sqlite3.connect(f"{path.resolve().as_uri()}?{params}", uri=True, timeout=30, isolation_level=None)
+
+    def _open_read(self) -> None:
+        if not self.path.exists():
+            raise StoreError(f"{self.path} does not exist: no run in {self.run_dir} (start one with "
+                             f"`actsearch search --run-dir {self.run_dir}`)")
+        self._check_file()
+        wal = Path(f"{self.path}-wal")
+        if not (wal.exists() and wal.stat().st_size > 0) and not writer_active(self.run_dir):
+            # a finished run: everything is in results.db, and nobody writes it
+            self._immutable = True
+            self.db = self._connect(self.path, "mode=ro&immutable=1")
+        elif _dir_writable(self.run_dir):
+            self.db = self._connect(self.path, "mode=ro")  # a live or killed run: its log is read too
+        else:
+            # a killed run on read-only media: SQLite cannot open its log there; read a private copy
+            self._tmpdir = tempfile.mkdtemp(prefix="actsearch-store-")
+            copy = Path(self._tmpdir) / "results.db"
+            for suffix in ("", "-wal"):
+                if os.path.exists(f"{self.path}{suffix}"):
+                    shutil.copyfile(f"{self.path}{suffix}", f"{copy}{suffix}")
+            self.db = self._connect(copy, "mode=ro")
+        self._validate(self.db)
+
+    def _open_write(self) -> None:
+        self._check_file()
+        check = self._connect(self.path, "mode=ro")  # everything is checked before the first write
+        try:
+            self._validate(check)
+        finally:
+            check.close()
+        self.db = self._connect(self.path, "mode=rw")
+        with self._guard():
+            if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        if self.schema < SCHEMA_VERSION:
+            self._migrate()
+
+    def _validate(self, db: sqlite3.Connection) -> None:
+        """Integrity, then the tables and columns of a known schema version; sets self.schema."""
+        keep = "it was left untouched"
+        with self._guard():
+            problems = [r[0] for r in db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise StoreError(f"{self.path} is damaged (integrity check: {'; '.join(problems[:3])}); {keep} - restore "
+                             f"it from a copy, or copy out what is readable with `sqlite3 {self.path} .recover`")
+        with self._guard():
+            tables = {name: {row[1] for row in db.execute(f"PRAGMA table_info(\"{name}\")")}
+                      for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
+            row = (db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                   if {"key", "value"} <= tables.get("meta", set()) else None)
+        try:
+            version = json.loads(row[0]) if row else None
+        except (TypeError, ValueError):
+            version = None
+        if version is None or isinstance(version, bool) or not isinstance(version, int):
+            found = ", ".join(sorted(tables)) or "no tables"
+            raise StoreError(f"{self.path} is not an actsearch results store (an SQLite database with {found}); "
+                             f"{keep} - move it away or choose another --run-dir")
+        if version not in KNOWN_SCHEMAS:
+            with self._guard():
+                made_by = db.execute("SELECT value FROM meta WHERE key = 'actsearch_version'").fetchone()
             raise StoreError(f"{self.path} was written with results schema {version} (actsearch "
-                             f"{self.meta('actsearch_version')}); this is actsearch {__version__} with schema "
-                             f"{SCHEMA_VERSION}. Use that version to read or resume it, or start a new --run-dir")
+                             f"{json.loads(made_by[0]) if made_by else None}); this is actsearch {__version__} with "
+                             f"schema {SCHEMA_VERSION}. Use that version to read or resume it, or start a new --run-dir")
+        missing = [f"{t}.{c}" for t, cols in _COLUMNS[version].items() for c in cols if c not in tables.get(t, ())]
+        if missing:
+            raise StoreError(f"{self.path} is not an actsearch results store of schema {version} (it lacks "
+                             f"{', '.join(missing[:5])}); {keep} - move it away or choose another --run-dir")
+        self.schema = version
+
+    def _migrate(self) -> None:
+        """Schema 1 -> 2, in place, in one transaction: the reason_code columns, filled where the stored
+        rejection text leads with a code and for screened-out candidates."""
+        with self._guard():
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("results", "candidates"):
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN reason_code TEXT")
+                for cid, text in self.db.execute("SELECT candidate_id, rejected FROM results "
+                                                 "WHERE rejected IS NOT NULL").fetchall():
+                    code = code_of(text)
+                    if code is not None:
+                        self.db.execute("UPDATE results SET reason_code = ? WHERE candidate_id = ?", (code.value, cid))
+                self.db.execute("UPDATE candidates SET reason_code = ? WHERE screening_passed = 0",
+                                (RejectionReason.SCREENED_OUT.value,))
+                self._set_meta("schema_version", SCHEMA_VERSION)
+                self._set_meta("migrated", {"from": self.schema, "to": SCHEMA_VERSION, "by": __version__,
+                                            "at": time.time()})
+                self.db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+                raise
+        self.schema = SCHEMA_VERSION
+
+    # -- errors
+    @contextlib.contextmanager
+    def _guard(self):
+        """SQLite errors (other than integrity errors, which are bugs) become StoreErrors that say what to do."""
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from None
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{self.path} holds a value that is not valid JSON ({exc}); the store is damaged - "
+                             f"restore it from a copy") from None
+
+    def _error(self, exc: sqlite3.DatabaseError) -> StoreError:
+        msg = str(exc)
+        if "locked" in msg or "busy" in msg:
+            return StoreError(f"{self.path} is busy ({msg}): another process holds it; try again when it is done")
+        if "readonly" in msg or "read-only" in msg:
+            return StoreError(f"{self.path} cannot be written here ({msg}); copy the run to a writable directory")
+        if "full" in msg:
+            return StoreError(f"{self.path} cannot grow ({msg}); free some space, then --resume (what was written "
+                              f"is kept)")
+        if "I/O" in msg:
+            return StoreError(f"{self.path} cannot be read or written ({msg}); check the disk it is on")
+        if self._immutable and writer_active(self.run_dir):
+            return StoreError(f"{self.path} changed while it was read (a search is writing this run now); "
+                              f"run the command again")
+        return StoreError(f"{self.path} is damaged or unreadable ({msg}); it was left untouched - restore it from a "
+                          f"copy, or copy out what is readable with `sqlite3 {self.path} .recover`")
+
+    def _all(self, sql: str, params: tuple = ()) -> list:
+        with self._guard():
+            return self._db().execute(sql, params).fetchall()
+
+    def _db(self) -> sqlite3.Connection:
+        if self.db is None:
+            raise StoreError(f"{self.path} is closed; open it again")
+        return self.db
+
+    def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        self._writable()
+        with self._guard():
+            return self._db().execute(sql, params)
+
+    def _writable(self) -> None:
+        if self.mode == "read":
+            raise StoreError(f"{self.path} was opened read-only; open it with mode='write' (which takes the run's "
+                             f"writer lock) to change it")
+
+    def _col(self, alias: str = "") -> str:
+        """The reason_code column, or NULL in a schema-1 store read as is."""
+        return f"{alias}reason_code" if self.schema >= 2 else "NULL"
 
     # -- meta
     def meta(self, key: str, default=None):
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        rows = self._all("SELECT value FROM meta WHERE key = ?", (key,))
+        with self._guard():
+            return json.loads(rows[0][0]) if rows else default
 
     def _set_meta(self, key: str, value) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, _dumps(value)))
+        self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, _dumps(value)))
 
     def config(self) -> Optional[dict]:
         return self.meta("config")
@@ -95,98 +443,143 @@ class ResultStore:
 
     # -- events (the strategy log)
     def log_ask(self, genome) -> int:
-        cur = self.db.execute("INSERT INTO events (kind, genome) VALUES ('ask', ?)", (_dumps(genome),))
-        return cur.lastrowid
+        return self._write("INSERT INTO events (kind, genome) VALUES ('ask', ?)", (_dumps(genome),)).lastrowid
 
     def log_tell(self, genome, value, candidate_id: Optional[str] = None, note: Optional[str] = None) -> int:
         """value: None, a float, or a tuple of floats (stored as a JSON list)."""
-        cur = self.db.execute("INSERT INTO events (kind, genome, value, candidate_id, note) VALUES ('tell', ?, ?, ?, ?)",
-                              (_dumps(genome), _dumps(value), candidate_id, note))
-        return cur.lastrowid
+        return self._write("INSERT INTO events (kind, genome, value, candidate_id, note) VALUES ('tell', ?, ?, ?, ?)",
+                           (_dumps(genome), _dumps(value), candidate_id, note)).lastrowid
 
     def events(self) -> list[tuple[str, Any, Any]]:
-        return [(k, json.loads(g), json.loads(v) if v is not None else None)
-                for k, g, v in self.db.execute("SELECT kind, genome, value FROM events ORDER BY seq")]
+        rows = self._all("SELECT kind, genome, value FROM events ORDER BY seq")
+        with self._guard():
+            return [(k, json.loads(g), json.loads(v) if v is not None else None) for k, g, v in rows]
 
     # -- candidates, evaluations, results
     def record_candidate(self, c: dict) -> None:
-        self.db.execute(
+        """c["reason_code"]: why it cannot be trained (default: screened_out when it failed screening)."""
+        passed = bool(c.get("screening_passed"))
+        code = c.get("reason_code") or (None if passed else RejectionReason.SCREENED_OUT)
+        self._write(
             "INSERT OR IGNORE INTO candidates (id, formula, canonical, params, genome, fingerprint, screening_passed,"
-            " screening_reason, nearest_name, nearest_distance, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " screening_reason, nearest_name, nearest_distance, created, reason_code) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (c["id"], c["formula"], c.get("canonical"), _dumps(c.get("params", {})), _dumps(c.get("genome")),
-             c.get("fingerprint"), int(bool(c.get("screening_passed"))), c.get("screening_reason"),
-             c.get("nearest_name"), c.get("nearest_distance"), time.time()))
+             c.get("fingerprint"), int(passed), c.get("screening_reason"),
+             c.get("nearest_name"), c.get("nearest_distance"), time.time(),
+             None if code is None else RejectionReason(str(code)).value))
 
     def candidate(self, candidate_id: str) -> Optional[dict]:
-        cur = self.db.execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        d = dict(zip([c[0] for c in cur.description], row))
-        d["params"] = json.loads(d["params"]) if d["params"] else {}
-        d["genome"] = json.loads(d["genome"]) if d["genome"] else None
+        with self._guard():
+            cur = self._db().execute("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            d = dict(zip([c[0] for c in cur.description], row))
+            d.setdefault("reason_code", None)
+            d["params"] = json.loads(d["params"]) if d["params"] else {}
+            d["genome"] = json.loads(d["genome"]) if d["genome"] else None
         return d
 
     def record_result(self, candidate_id: str, score: Optional[float], report: dict, cost: Optional[float] = None,
-                      wall_s: float = 0.0, worker: str = "") -> None:
-        """The evaluation of one candidate: its per-(task, seed) trainings and its summary, atomically."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for task, t in report.get("tasks", {}).items():
-                for seed, acc in zip(report.get("seeds", []), t["candidate"]["per_seed"]):
-                    self.db.execute("INSERT INTO evaluations VALUES (?,?,?,?,?,?)",
-                                    (candidate_id, task, int(seed), _dumps({"accuracy": acc, "rejected": t["rejected"]}),
-                                     t.get("candidate_wall_s", 0.0) / max(1, len(report.get("seeds", [1]))), worker))
-            rejected = report.get("rejected") or next(
-                (f"{name}: {t['rejected']}" for name, t in report.get("tasks", {}).items() if t["rejected"]), None)
-            n = self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-            # plain INSERTs: evaluating a candidate twice is a bug, and fails loudly here
-            self.db.execute("INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?)",
-                            (candidate_id, score, cost, rejected, _dumps(report), wall_s, worker, time.time(), n + 1))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+                      wall_s: float = 0.0, worker: str = "", reason_code: Optional[str] = None) -> None:
+        """The evaluation of one candidate: its per-(task, seed) trainings and its summary, atomically.
+        reason_code: a RejectionReason value; when None, the report's rejection's code, or the code that
+        leads the rejection text ("code: detail")."""
+        self._writable()
+        db = self._db()
+        rejected = report.get("rejected") or next(
+            (f"{name}: {t['rejected']}" for name, t in report.get("tasks", {}).items() if t["rejected"]), None)
+        code = _reason_code(reason_code, report, rejected)
+        with self._guard():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for task, t in report.get("tasks", {}).items():
+                    for seed, acc in zip(report.get("seeds", []), t["candidate"]["per_seed"]):
+                        db.execute("INSERT INTO evaluations (candidate_id, task, seed, metrics, wall_s, worker) "
+                                   "VALUES (?,?,?,?,?,?)",
+                                   (candidate_id, task, int(seed), _dumps({"accuracy": acc, "rejected": t["rejected"]}),
+                                    t.get("candidate_wall_s", 0.0) / max(1, len(report.get("seeds", [1]))), worker))
+                n = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+                # plain INSERTs: evaluating a candidate twice is a bug, and fails loudly here
+                db.execute("INSERT INTO results (candidate_id, score, cost, rejected, report, wall_s, worker, finished,"
+                           " n, reason_code) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           (candidate_id, score, cost, rejected, _dumps(report), wall_s, worker, time.time(), n + 1,
+                            code))
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
 
     def result(self, candidate_id: str) -> Optional[dict]:
-        row = self.db.execute("SELECT score, cost, rejected, report FROM results WHERE candidate_id = ?",
-                              (candidate_id,)).fetchone()
-        if row is None:
+        rows = self._all(f"SELECT score, cost, rejected, report, {self._col()} FROM results WHERE candidate_id = ?",
+                         (candidate_id,))
+        if not rows:
             return None
-        return {"score": row[0], "cost": row[1], "rejected": row[2], "report": json.loads(row[3])}
+        score, cost, rejected, report, code = rows[0]
+        with self._guard():
+            return {"score": score, "cost": cost, "rejected": rejected, "report": json.loads(report),
+                    "reason_code": code}
 
     def n_results(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        return self._all("SELECT COUNT(*) FROM results")[0][0]
 
     def n_rejected(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM results WHERE rejected IS NOT NULL").fetchone()[0]
+        return self._all("SELECT COUNT(*) FROM results WHERE rejected IS NOT NULL")[0][0]
 
     def n_screened_out(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM candidates WHERE screening_passed = 0").fetchone()[0]
+        return self._all("SELECT COUNT(*) FROM candidates WHERE screening_passed = 0")[0][0]
 
     def evaluation_count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        return self._all("SELECT COUNT(*) FROM evaluations")[0][0]
 
     def ranked(self, n: Optional[int] = None) -> list[dict]:
         """Evaluated candidates, best score first (rejected ones last)."""
         sql = ("SELECT r.candidate_id, c.formula, c.canonical, c.params, r.score, r.cost, r.rejected, r.report, "
-               "c.nearest_name, c.nearest_distance, r.n FROM results r JOIN candidates c ON c.id = r.candidate_id "
-               "ORDER BY (r.rejected IS NOT NULL), r.score DESC, r.n")
-        rows = self.db.execute(sql + (f" LIMIT {int(n)}" if n else "")).fetchall()
+               f"c.nearest_name, c.nearest_distance, r.n, {self._col('r.')} FROM results r "
+               "JOIN candidates c ON c.id = r.candidate_id ORDER BY (r.rejected IS NOT NULL), r.score DESC, r.n")
+        rows = self._all(sql + (f" LIMIT {int(n)}" if n else ""))
         out = []
-        for cid, formula, canonical, params, score, cost, rejected, report, nname, ndist, order in rows:
-            out.append({"id": cid, "formula": formula, "canonical": canonical, "params": json.loads(params or "{}"),
-                        "score": score, "cost": cost, "rejected": rejected, "report": json.loads(report),
-                        "nearest": {"name": nname, "distance": ndist}, "order": order})
+        with self._guard():
+            for cid, formula, canonical, params, score, cost, rejected, report, nname, ndist, order, code in rows:
+                out.append({"id": cid, "formula": formula, "canonical": canonical,
+                            "params": json.loads(params or "{}"), "score": score, "cost": cost,
+                            "rejected": rejected, "reason_code": code, "report": json.loads(report),
+                            "nearest": {"name": nname, "distance": ndist}, "order": order})
         return out
 
     def history(self) -> list[tuple[int, Optional[float], Optional[str]]]:
         """(evaluation number, score, rejected) in the order results arrived."""
-        return list(self.db.execute("SELECT n, score, rejected FROM results ORDER BY n"))
+        return [tuple(r) for r in self._all("SELECT n, score, rejected FROM results ORDER BY n")]
 
     def screening_reasons(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT screening_reason FROM candidates WHERE screening_passed = 0")]
+        return [r[0] for r in self._all("SELECT screening_reason FROM candidates WHERE screening_passed = 0")]
+
+    def rejection_counts(self) -> dict[str, int]:
+        """reason code -> how many candidates were rejected for it, most first: the results rejected in
+        training or evaluation, and the candidates stopped before it (screened out, invalid, ...).  A
+        rejection text without a code (a schema-1 run) counts under its leading code or `unclassified`."""
+        counts: Counter = Counter()
+        for code, text in self._all(f"SELECT {self._col()}, rejected FROM results "
+                                    f"WHERE rejected IS NOT NULL OR {self._col()} IS NOT NULL"):
+            derived = code or code_of(text)
+            counts[str(derived) if derived else UNCLASSIFIED] += 1
+        for (code,) in self._all(f"SELECT {self._col('c.')} FROM candidates c WHERE (c.screening_passed = 0 OR "
+                                 f"{self._col('c.')} IS NOT NULL) AND NOT EXISTS "
+                                 "(SELECT 1 FROM results r WHERE r.candidate_id = c.id)"):
+            counts[code or RejectionReason.SCREENED_OUT.value] += 1
+        return dict(counts.most_common())
 
     def close(self) -> None:
-        self.db.close()
-
+        """Close the database, then release the writer lock (the log is checkpointed under it)."""
+        db, self.db = self.db, None
+        lock, self._lock_file = self._lock_file, None
+        tmpdir, self._tmpdir = self._tmpdir, None
+        try:
+            if db is not None:
+                db.close()
+        finally:
+            if lock is not None:
+                lock.close()  # closing the descriptor releases the flock
+            if tmpdir is not None:
+                shutil.rmtree(tmpdir, ignore_errors=True)

@@ -144,19 +144,38 @@ def print_cse(block, printer) -> tuple[list[str], list[str]]:
 # 11: ... and erf(u) the derivative's exp(-u^2) (fast_math.erf_exp).
 # 12: constant factors (terms) of a product (sum) print as one float: sqrt(2)/(2*sqrt(pi)) is 0.3989...
 # 13: 1 - tanh(softplus(u))^2 is 4(n + 1)/(n + 2)^2, n = e(e + 2) (codegen.SechSqSoftplus).
-CODEGEN_VERSION = 13
+# 14: outputs filled/cast by what CSE printed (a gradient folded to 0 printed as `0.0.to(...)`); constants
+#    of the guard epsilon print as floats (torch.log(1e-06) was a TypeError); parameter gradients drop
+#    DiracDelta (formula.kernel_derivative) and are protected; a step is 0.5 + 0.5*sign(u), in u's dtype.
+CODEGEN_VERSION = 14
 
 
-def _full(expr_src: str, expr: sympy.Expr) -> str:
-    """An expression that does not visibly contain x must still have x's shape: a number fills it;
-    anything else (a parameter, or a CSE temporary that may or may not depend on x) broadcasts.
-    And x's dtype: torch.where(c, 1.0, 0.5) (a step's derivative) is of the default dtype, so an
-    expression made of such terms only is cast (`.to` returns the tensor itself when it matches)."""
-    if expr.has(X):
-        return f"({expr_src}).to(x.dtype)"
-    if expr.is_number:
+def _full(expr_src: str, expr: sympy.Expr, block) -> str:
+    """An output of a generated function as a tensor of x's shape, dtype and device.
+
+    `expr` is the output as printed: the CSE-reduced expression of `block` (`cse`'s result), not the
+    expression before CSE, which may differ - sympy.cse rebuilds nodes, and Min(0, exp(u)) then folds to
+    0, so a parameter gradient that visibly contains x before CSE prints as the float 0.0, which has no
+    `.to`.  A constant (the guard epsilon counting as one; the printers spell every constant as one
+    Python float) fills x's shape; an expression of x, directly or through a temporary that depends on
+    x, is a tensor of x's shape; anything else (parameters only) broadcasts.  And x's dtype:
+    torch.where(c, 1.0, 0.5) (a Piecewise of constants) is of the default dtype, so an expression made
+    of such terms only is cast (`.to` returns the tensor itself when it matches)."""
+    if not (expr.free_symbols - {GUARD_EPS}):
         return f"torch.full_like(x, {expr_src})"
-    return f"(torch.zeros_like(x) + ({expr_src}))"
+    if expr.has(X) or expr.free_symbols & _x_temporaries(block):
+        return f"({expr_src}).to(x.dtype)"
+    return f"(torch.zeros_like(x) + ({expr_src})).to(x.dtype)"
+
+
+def _x_temporaries(block) -> set:
+    """The temporaries of a `cse` block that depend on x (directly or through earlier ones)."""
+    subs, _ = block
+    found: set = set()
+    for sym, e in subs:
+        if e.has(X) or e.free_symbols & found:
+            found.add(sym)
+    return found
 
 
 class ErfExp(sympy.Function):
@@ -231,30 +250,30 @@ def generate_source(candidate: Candidate, groups: int = 32) -> KernelSource:
 def _module(candidate: Candidate, groups: int, blocks: dict, printer: TorchCodePrinter) -> str:
     names = list(candidate.params)
     sig = ", ".join(["x", *names])
-    f = candidate.safe_expr
     lines = ["import math", "import torch", ""]
     if candidate.is_tensor_op:
         # group moments read `groups`, a layer setting (not part of the formula), passed by keyword
         lines.append(_group_moment_source())
         sig += f", groups={int(groups)}"
     body, (out,) = print_cse(blocks["forward"], printer)
-    lines += ["", f"def forward({sig}):", *[f"    {b}" for b in body], f"    return {_full(out, f)}", ""]
+    lines += ["", f"def forward({sig}):", *[f"    {b}" for b in body],
+              f"    return {_full(out, blocks['forward'][1][0], blocks['forward'])}", ""]
     if "backward" in blocks:
-        dx = candidate.safe_derivative
         body, (gx,) = print_cse(blocks["backward_x"], printer)
         lines += [f"def backward_x(x, grad{', ' if names else ''}{', '.join(names)}):",
                   *[f"    {b}" for b in body], f"    return grad * ({gx})", ""]
         body, outs = print_cse(blocks["backward"], printer)
         rets = [f"grad * ({outs[0]})"]
-        for n, src in zip(names, outs[1:]):
-            rets.append(f"(grad * ({_full(src, candidate.param_derivatives[n])})).sum_to_size({n}.shape)")
+        for n, src, e in zip(names, outs[1:], blocks["backward"][1][1:]):
+            rets.append(f"(grad * ({_full(src, e, blocks['backward'])})).sum_to_size({n}.shape)")
         lines += [f"def backward(x, grad{', ' if names else ''}{', '.join(names)}):",
                   *[f"    {b}" for b in body], f"    return ({', '.join(rets)},)", ""]
         # f and f' in one pass, sharing subexpressions (erf(x/sqrt(2)) of GELU once, not twice): the
         # fused op saves f'(x) instead of x when there are no parameters, so backward is grad * f'.
-        body, (y, d) = print_cse(blocks["forward_with_derivative"], printer)
+        block = blocks["forward_with_derivative"]
+        body, (y, d) = print_cse(block, printer)
         lines += [f"def forward_with_derivative({sig}):", *[f"    {b}" for b in body],
-                  f"    return {_full(y, f)}, {_full(d, dx)}", ""]
+                  f"    return {_full(y, block[1][0], block)}, {_full(d, block[1][1], block)}", ""]
     src = "\n".join(lines)
     if re.search(rf"(?<![\w.])({'|'.join(fast_math.CALLABLE)})\(", src):
         head, sep, rest = src.partition("import torch\n")

@@ -25,10 +25,34 @@ def _float(v) -> str:
 
 def _constant(printer, expr):
     """Constant subexpressions print as one float (torch.sqrt(2.0) is a type error; constants are
-    bounded by the parser, so float() is safe)."""
-    if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Atom:
-        return _float(expr.evalf())
+    bounded by the parser, so float() is safe).  The guard epsilon counts as a number here: d/dv of
+    (|u| + eps)**v where u folds to 0 (pow(x - x, x)) has log(eps), which printed as torch.log(1e-06),
+    a TypeError (torch functions take tensors; only the operators take Python floats)."""
+    if not isinstance(expr, sympy.Expr) or expr.is_Atom:
+        return None
+    if expr.is_number:
+        return _constant_value(expr)
+    if expr.free_symbols == {GUARD_EPS}:
+        return _constant_value(expr.xreplace({GUARD_EPS: sympy.Float(EPS)}))
     return None
+
+
+def _constant_value(expr) -> str:
+    return _float(_number(expr))
+
+
+def _number(expr, prec: int = 15) -> float:
+    """float value of a constant: sympy's evalf, chopping the round-off imaginary part evalf can leave
+    (sigmoid(cos(1))**2 -> -0.0111 + 9e-44*I: float() of that raised); what evalf cannot reduce to one
+    real number (dsinc, bessel_i1e_over_x have no evalf) comes from our float64 evaluator."""
+    value = expr.evalf(prec, chop=True)
+    if value.is_Number:
+        return float(value)
+    import numpy as np
+
+    from actsearch.numeric import evaluate
+
+    return float(evaluate(expr, np.zeros(1))[0])
 
 
 class _ElementwisePrinting:
@@ -53,7 +77,7 @@ class _ElementwisePrinting:
         numbers = [a for a in expr.args if a.is_number]
         if len(numbers) < 2:
             return None
-        value = float(op(*numbers).evalf(30))
+        value = _number(op(*numbers), 30)
         rest = op(*(a for a in expr.args if not a.is_number))
         return self._print(rest if value == unit else op(sympy.Float(value), rest))
 
@@ -127,6 +151,16 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
     _print_log1p = _print_erf = _print_exp = _print_log = _print_Function
     _print_sin = _print_cos = _print_tan = _print_sinh = _print_cosh = _print_Function
     _print_asinh = _print_atan = _print_Abs = _print_sign = _print_Function
+
+    def _print_Heaviside(self, expr):
+        # In the argument's dtype: torch.where(c, 1.0, 0.5) has the default dtype (float32), so a float64
+        # kernel computed a step times a constant in float32 (hard_sigmoid's slope 1/6 off by 1e-8, 1e-6
+        # relative in f').  torch.sign is 0 at NaN, as the where spelling was 0.5 there.
+        u = self._print(expr.args[0])
+        h0 = float(expr.args[1]) if len(expr.args) > 1 else 0.5
+        if h0 == 0.5:
+            return f"(0.5 + 0.5*torch.sign({u}))"
+        return f"torch.where({u} > 0.0, 1.0, torch.where({u} < 0.0, 0.0, {h0!r})).to(({u}).dtype)"
 
     def _print_sinc(self, expr):
         return f"torch.sinc(({self._print(expr.args[0])}) / math.pi)"

@@ -142,6 +142,55 @@ def _extremum(cls):
 
 Max, Min = _extremum(sympy.Max), _extremum(sympy.Min)  # noqa: F811 (shadow sympy's evaluating forms)
 
+# What sympy's complex-valued algebra spells with functions no primitive has.
+COMPLEX_PARTS = (sympy.re, sympy.im, sympy.arg, sympy.atan2, sympy.conjugate)
+
+
+def real_abs(u) -> sympy.Expr:
+    """|u| under the exact form's real semantics.
+
+    An exact form is a real function of real x and real parameters, undefined (NaN, as actsearch.numeric
+    evaluates it) wherever a subexpression is not real: sqrt(x) for x < 0, log(x) for x <= 0, x**beta.
+    sympy cannot prove such a subexpression real, so its Abs treats it as complex and rewrites
+    |exp(z)| to exp(re(z)) and |b**z| to b**re(z), with re(sqrt(x)) spelled cos(atan2(0, x)/2)*sqrt(|x|):
+    functions that no primitive has and that nothing downstream evaluates, prints or parses.  Here each
+    innermost subexpression sympy cannot prove real stands in for a real Dummy while Abs evaluates (so
+    |exp(z)| is exp(z), as it is wherever the exact form is defined), then is put back.  Should putting
+    it back make sympy rewrite again, |u| stays unevaluated."""
+    u = _as_expr(u)
+    back: dict = {}
+    out = Abs(_hide_non_real(u, back, {}))
+    if back:
+        out = out.xreplace(back)
+    if out.has(*COMPLEX_PARTS) and not u.has(*COMPLEX_PARTS):
+        return Abs(u, evaluate=False)
+    return out
+
+
+def _hide_non_real(node, back: dict, seen: dict):
+    """`node` with every subexpression that sympy cannot prove real, once its own arguments are (after
+    this same replacement), replaced by a real Dummy; `back` maps each Dummy to what it replaced."""
+    if not node.args or node.is_extended_real:
+        return node
+    if node in seen:
+        return seen[node]
+    args = tuple(_hide_non_real(a, back, seen) for a in node.args)
+    if args == node.args:
+        new = node
+    elif isinstance(node, (sympy.Max, sympy.Min)):
+        new = node.func(*args, evaluate=False)
+    else:
+        new = node.func(*args)
+    if not new.is_extended_real:
+        # b**e is >= 0 wherever it is real when b >= 0, or when e is a non-integer constant (evaluated,
+        # a negative base gives NaN there: sqrt(x), x**(1/3)); so |sqrt(x)| is sqrt(x).
+        nonneg = isinstance(new, sympy.Pow) and bool(
+            new.base.is_extended_nonnegative or (new.exp.is_number and not is_integer_exponent(new.exp)))
+        new = sympy.Dummy(nonnegative=True) if nonneg else sympy.Dummy(real=True)
+        back[new] = node
+    seen[node] = new
+    return new
+
 SW, PG, MO = "swish", "pangaea", "modern"
 half = Rational(1, 2)
 TORCH_SOFTPLUS = "torch.nn.functional.softplus({0})"
@@ -154,7 +203,7 @@ _p("const", "nullary", 0, lambda b: b, "{0}", "{0}", 0, params=[("beta", 1.0)],
 # ---- unary ----------------------------------------------------------------------------------------
 _p("identity", "unary", 1, lambda u: u, "{0}", "{0}", 0, doc="x", sets=(SW, PG))
 _p("neg", "unary", 1, lambda u: -u, "(-{0})", "(-{0})", 1, doc="-x", sets=(SW, PG))
-_p("abs", "unary", 1, Abs, "torch.abs({0})", "tl.abs({0})", 1, sets=(SW, PG))
+_p("abs", "unary", 1, real_abs, "torch.abs({0})", "tl.abs({0})", 1, sets=(SW, PG))
 _p("square", "unary", 1, lambda u: u**2, "torch.square({0})", "({0} * {0})", 1, sets=(SW, PG))
 _p("cube", "unary", 1, lambda u: u**3, "torch.pow({0}, 3)", "({0} * {0} * {0})", 2, sets=(SW, PG))
 _p("sqrt", "unary", 1, sqrt, "torch.sqrt(torch.abs({0}))", "tl.sqrt(tl.abs({0}))", 2,
@@ -220,7 +269,7 @@ _p("swish", "unary", 1, lambda u, b: u * F.sigmoid(b * u), "({0} * torch.sigmoid
    "({0} * tl.sigmoid({1} * {0}))", 2, 1, params=[("beta", 1.0)], doc="x·σ(βx)", sets=(PG, MO))
 _p("silu", "unary", 1, lambda u: u * F.sigmoid(u), "torch.nn.functional.silu({0})",
    "({0} * tl.sigmoid({0}))", 1, 1, sets=(MO,))
-_p("softsign", "unary", 1, lambda u: u / (1 + Abs(u)), "torch.nn.functional.softsign({0})",
+_p("softsign", "unary", 1, lambda u: u / (1 + real_abs(u)), "torch.nn.functional.softsign({0})",
    "({0} / (1.0 + tl.abs({0})))", 3, sets=(PG, MO))
 _p("hard_sigmoid", "unary", 1, lambda u: Min(Max(u / 6 + half, 0), 1), "torch.nn.functional.hardsigmoid({0})",
    "tl.minimum(tl.maximum({0} / 6.0 + 0.5, 0.0), 1.0)", 4, sets=(PG, MO), aliases=("hardsigmoid",))
@@ -260,7 +309,7 @@ _p("sigmoid_mul", "binary", 2, lambda a, b: F.sigmoid(a) * b, "(torch.sigmoid({0
 _p("gauss_dist", "binary", 2, lambda a, b, be: exp(-be * (a - b)**2),
    "torch.exp(-{2} * torch.square({0} - {1}))", "tl.exp(-{2} * ({0} - {1}) * ({0} - {1}))", 4, 1,
    params=[("beta", 1.0)], doc="exp(-β(x1-x2)²)", sets=(SW,))
-_p("laplace_dist", "binary", 2, lambda a, b, be: exp(-be * Abs(a - b)),
+_p("laplace_dist", "binary", 2, lambda a, b, be: exp(-be * real_abs(a - b)),
    "torch.exp(-{2} * torch.abs({0} - {1}))", "tl.exp(-{2} * tl.abs({0} - {1}))", 3, 1,
    params=[("beta", 1.0)], doc="exp(-β|x1-x2|)", sets=(SW,))
 _p("mix", "binary", 2, lambda a, b, be: be * a + (1 - be) * b, "({2} * {0} + (1.0 - {2}) * {1})",

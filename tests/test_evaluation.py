@@ -69,7 +69,7 @@ def test_paired_comparison_verdicts():
 def test_paired_comparison_one_seed_is_never_conclusive():
     r = paired_comparison([0.9], [0.1])
     assert r["n"] == 1 and r["diff"] == pytest.approx(0.8)
-    assert r["ci"] == [-math.inf, math.inf] and r["verdict"] == "indistinguishable"
+    assert r["ci"] is None and r["verdict"] == "indistinguishable"  # no interval (issue 22: was [-inf, inf])
 
 
 def test_task_score():

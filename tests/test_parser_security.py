@@ -833,7 +833,9 @@ _EXPONENTS = ["2", "3", "-1", "-2", "(1/2)", "(3/2)", "(-1/2)"]
 _DOCUMENTED = ("division by zero", "undefined value", "infinite", "complex", "cannot be built",
                "constant power too large", "constant larger than", "not a real number",
                # the exponent bound also applies after sympy folds powers: ((x**2)**3)**3 is x**18
-               "exponent must be")
+               "exponent must be",
+               # the printed canonical form (macros expanded) must fit the limits too (check_canonical)
+               "(Limits.max_constant)", "(Limits.max_length)", "(Limits.max_nodes)", "(Limits.max_depth)")
 
 
 def _formulas():
@@ -1104,11 +1106,10 @@ def test_regression_slow_evalf_of_bounded_constants(name):
     "(x**-2 - pi**1.5)*1e100/2",      # prints ... - 5e+99*pi**1.5, a constant node of 2.8e100 on reparse
     "batch_var((1e100 - 1)/(x/E))",   # prints batch_var(1e+100*E/x): (1e+100*E) is a node on reparse
 ])
-def test_known_bug_printed_constant_nodes_exceed_bound(text, request):
-    request.node.add_marker(pytest.mark.xfail(strict=True, reason=(
-        f"{text!r} parses, but its printed form groups constants into AST nodes (a macro-internal "
-        "subexpression, or a partial product of a Mul) whose value exceeds max_constant, so the printed "
-        "text is refused: the per-node bound on reparse is stricter than on the original parse")))
+def test_regression_printed_constant_nodes_exceed_bound(text):
+    """Was: the text parsed, but its printed form grouped constants into AST nodes (a macro-internal
+    subexpression, or a partial product of a Mul) whose value exceeds max_constant, so the printed text
+    was refused.  Now check_canonical bounds those nodes of the printed canonical form (refused)."""
     try:
         c = parse_formula(text)
     except FormulaError:

@@ -54,3 +54,17 @@ def test_all_reasons_are_reported_not_just_the_first():
     r = screen_candidate(parse_formula("exp(2*x)*20"), ScreeningConfig(max_abs_output=1e3, max_abs_gradient=10.0))
     assert {"output_too_large", "gradient_too_large"} <= set(r.codes)
     assert r.to_dict()["passed"] is False
+
+
+@pytest.mark.parametrize("text, code, where", [
+    # f' = -beta*sign(A)*A'*exp(-beta*|A|): A' overflows float32 just past pi/2, exp(...) is 0: inf*0.
+    # float64 is finite on the probes, which step over the pole; the dense float32 grid does not
+    ("exp(-abs(-2.3*exp(-tan(x)) + relu6(x)))", "non_finite_gradient", "in float32"),
+    # 1e-6**x overflows float32 below x = -6.4 (a clamp makes f finite; f' is inf*0 there)
+    ("bessel_i1e(min(silu(2.0), silu(pow(sub(x, x), max(x, x)))))", "non_finite_gradient", "in float32"),
+])
+def test_screening_checks_finiteness_in_float32(text, code, where):
+    c = parse_formula(text)
+    r = screen_candidate(c)
+    assert code in r.codes and where in r.reasons[r.codes.index(code)], r.reasons
+    assert screen_candidate(c, ScreeningConfig(check_float32=False)).passed  # float64 alone passes both

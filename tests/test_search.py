@@ -176,17 +176,19 @@ def test_store_round_trip_and_refuses_bad_files(tmp_path):
     s = ResultStore(tmp_path / "r", create=False)
     assert s.config() == {"a": 1}
     assert s.candidate("act_1")["genome"] == [1, [2, "a"]]
-    assert s.result("act_1") == {"score": 0.5, "cost": 2.0, "rejected": None, "report": rep}
+    assert s.result("act_1") == {"score": 0.5, "cost": 2.0, "rejected": None, "report": rep, "reason_code": None}
     assert s.events() == [("ask", [1, [2, "a"]], None), ("tell", [1, [2, "a"]], 0.5)]
     assert s.evaluation_count() == 2
-    s.db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     s.close()
+    with sqlite3.connect(str(tmp_path / "r" / "results.db")) as con:  # the store itself reads read-only
+        con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.close()
     with pytest.raises(StoreError, match="schema 99"):
         ResultStore(tmp_path / "r")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "results.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="not a usable results database"):
+    with pytest.raises(StoreError, match="not an actsearch results store"):
         ResultStore(bad)
     assert (bad / "results.db").read_bytes() == b"this is not sqlite" * 100  # left untouched
     with pytest.raises(StoreError, match="does not exist"):

@@ -64,7 +64,10 @@ CASES = [("x*sigmoid(beta*x)", {"beta": 1.3}), ("max(x, tanh(x))", {}), ("mish(x
          ("x*asinh(x)**2 + atan(x)", {}), ("elu(x, alpha) + softplus(x)", {"alpha": 0.8}),
          ("bessel_i0e(x) + bessel_i1e(x) + erfc(x)", {}), ("log(x) + sqrt(x) + expm1(-abs(x))", {}),
          ("gelu_tanh(x) + hardswish(x) + sign(x)*0.5", {}), ("cosh(x/4) - sinh(x/4) + tan(x/8)", {}),
-         ("pow(x, beta) + gaussian(x)", {"beta": 1.5}), ("3*x", {}), ("shift(x, beta) + 2", {"beta": 0.3})]
+         ("pow(x, beta) + gaussian(x)", {"beta": 1.5}), ("3*x", {}), ("shift(x, beta) + 2", {"beta": 0.3}),
+         # issue 21: a parameter gradient that folds to 0; steps' parameter gradients (0 by convention)
+         ("leaky_relu(gaussian(silu(2.0) - x), slope)", {"slope": 0.01}), ("x*heaviside(x - beta)", {"beta": 0.5}),
+         ("x*sign(beta*x)", {"beta": 0.5}), ("x*sigmoid(x)*heaviside(beta)", {"beta": 0.5})]
 
 
 def test_generated_triton_kernels_match_torch_under_the_interpreter(tmp_path):
