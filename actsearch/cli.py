@@ -508,6 +508,8 @@ def search(
         return
     out.print(f"{summary['evaluated']} evaluated ({summary['rejected']} rejected in training, "
               f"{summary['screened_out']} screened out) in {summary['elapsed_s']:.0f} s; run: {run_dir}")
+    if summary.get("rejections"):  # by reason code (actsearch.rejection)
+        out.print("rejections: " + ", ".join(f"{code} {n}" for code, n in summary["rejections"].items()))
     _print_top(run_dir, top_rows(run_dir, 10))
 
 

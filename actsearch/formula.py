@@ -520,6 +520,25 @@ def format_formula(obj) -> str:
 
 
 # ---- the candidate -------------------------------------------------------------------------------
+class _RealAbs(sympy.Function):
+    """|u| of a real u while kernel_derivative differentiates: d|u| = sign(u) du.  sympy's Abs
+    differentiates through re(u) and im(u) when it cannot prove u real (1/(alpha + eps) may be complex
+    infinity to it), and re(1/sqrt(1 + u**2)) expands into atan2 terms nothing evaluates or prints."""
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sympy.sign(self.args[0])
+
+
+class _RealSign(sympy.Function):
+    """sign(u) of a real u while kernel_derivative differentiates: derivative 0 (the step convention).
+    sympy leaves d/dx sign(u) an unevaluated Derivative when it cannot prove u real."""
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sympy.S.Zero
+
+
 def kernel_derivative(expr: sympy.Expr, wrt: sympy.Symbol) -> sympy.Expr:
     """d(expr)/d(wrt) as every derivative the kernels use (x and parameter gradients) computes it.
 
@@ -527,18 +546,22 @@ def kernel_derivative(expr: sympy.Expr, wrt: sympy.Symbol) -> sympy.Expr:
     DiracDelta that sympy produces (d/du Heaviside(u) = DiracDelta(u), d/du sign(u) = 2 DiracDelta(u))
     is replaced by 0.  The true derivative is 0 almost everywhere and undefined (a delta) on the step;
     this is what torch does (sign's backward is 0; relu's derivative at 0 is taken as 0), what autograd
-    through the generated eager forward gives (a step prints as torch.where of constants), and the only
+    through the generated eager forward gives (a step prints as 0.5 + 0.5*sign(u)), and the only
     finite choice.  So d/dβ of x·heaviside(x - β) is 0: a threshold parameter gets no gradient.
-    Every quantity is real: re(u) -> u and im(u) -> 0 wherever sympy could not prove that.
+    Every quantity is real: |u| differentiates to sign(u)·u' and sign(u) to 0 whether or not sympy can
+    prove u real (`_RealAbs`, `_RealSign`), and any re(u) -> u, im(u) -> 0 left over.
     The result is protected like the expression itself (d/dx sqrt(|x|) has |x|**(-1/2) at 0)."""
     from actsearch.primitives import protect
 
-    d = sympy.diff(expr, wrt)
+    real = expr
+    if real.has(sympy.Abs, sympy.sign):
+        real = real.replace(sympy.Abs, _RealAbs).replace(sympy.sign, _RealSign)
+    d = sympy.diff(real, wrt)
+    if d.has(_RealAbs, _RealSign):
+        d = d.replace(_RealAbs, sympy.Abs).replace(_RealSign, sympy.sign)
     if d.has(sympy.DiracDelta):
         d = d.replace(lambda e: isinstance(e, sympy.DiracDelta), lambda e: sympy.S.Zero)
     if d.has(sympy.re, sympy.im, sympy.conjugate):
-        # every quantity is real, but sympy differentiates Abs(u) through re(u) and im(u) when it cannot
-        # prove u real (expm1(1/(alpha + eps)): 1/0 is complex infinity to sympy): im -> 0, re(u) -> u
         d = d.replace(lambda e: isinstance(e, sympy.im), lambda e: sympy.S.Zero)
         d = d.replace(lambda e: isinstance(e, (sympy.re, sympy.conjugate)), lambda e: e.args[0])
     return protect(d)

@@ -42,12 +42,17 @@ def _constant_value(expr) -> str:
 
 
 def _number(expr, prec: int = 15) -> float:
-    """float value of a constant: sympy's evalf, chopping the round-off imaginary part evalf can leave
-    (sigmoid(cos(1))**2 -> -0.0111 + 9e-44*I: float() of that raised); what evalf cannot reduce to one
-    real number (dsinc, bessel_i1e_over_x have no evalf) comes from our float64 evaluator."""
-    value = expr.evalf(prec, chop=True)
+    """float value of a constant: sympy's evalf, dropping the round-off imaginary part evalf can leave
+    (sigmoid(cos(1))**2 -> -0.0111 + 9e-44*I: float() of that raised; not evalf's chop=True, which also
+    zeroes a real result that cancels, 0.7310585786300049 - sigmoid(1) = 1.7e-17: a step's two sides
+    at a near-tie then disagreed); what evalf cannot reduce to one real number (dsinc,
+    bessel_i1e_over_x have no evalf) comes from our float64 evaluator."""
+    value = expr.evalf(prec)
     if value.is_Number:
         return float(value)
+    real, imag = value.as_real_imag()
+    if real.is_Number and imag.is_Number and abs(imag) <= 1e-12 * max(1.0, abs(real)):
+        return float(real)
     import numpy as np
 
     from actsearch.numeric import evaluate

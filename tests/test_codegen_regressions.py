@@ -153,3 +153,44 @@ def test_step_derivatives_are_zero_by_convention():
     assert not c.safe_derivative.has(sympy.DiracDelta)
     assert not any(d.has(sympy.DiracDelta) for d in c.param_derivatives.values())
     assert c.param_derivatives["beta"] == sympy.sign(x)
+
+
+@pytest.mark.parametrize("formula, params", [
+    # |u| with u not provably real to sympy (1/(alpha + eps) may be complex infinity): its derivative went
+    # through re(u) and im(u), printed as torch.imag, which raised for real tensors (found by the drill)
+    ("min(cos(pow(celu(laplace_dist(x, x, beta), alpha), max(max(x, -1.0), sin(x)))), x)", {"beta": 1.0, "alpha": 1.0}),
+    # ... and re(1/sqrt(1 + u**2)) expanded into atan2 terms: screening could not evaluate f'
+    ("exp(-beta*abs(x**3 - asinh(sinc(x)/tanh(x))))", {"beta": 1.0}),
+    # d/dx sign(u) stayed an unevaluated Derivative when u was not provably real
+    ("x + exp(-beta2*(1.0 - sign(1/x))**2)", {"beta2": 1.0}),
+])
+def test_derivatives_are_real_whatever_sympy_can_prove(formula, params):
+    c = parse_formula(formula, params=params)
+    complex_parts = (sympy.re, sympy.im, sympy.atan2, sympy.conjugate, sympy.arg, sympy.Derivative, sympy.DiracDelta)
+    for d in (c.safe_derivative, *c.param_derivatives.values()):
+        assert not d.has(*complex_parts), d
+    assert "not_evaluable" not in screen_candidate(c).codes
+    k = get_kernel(c)
+    x, ps = _inputs(torch.float64, c.params, seed=3)
+    # symbolic backward == autograd through the generated eager forward, up to the guards: the backward
+    # has log(|u| + eps) where autograd of torch.pow(|u|, v) has log(|u|) (here |u| = 1: 1e-6 apart)
+    _assert_matches(lambda x, *p: fused_activation(k, x, *p, compiled=False), k.eager_forward, x, ps,
+                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("formula", ["max(0.7310585786300049*x, x*sigmoid(1))",
+                                     "slope*min(0, 0.7310585786300049*x, x*sigmoid(1)) + max(0, min(0.7310585786300049*x, x*sigmoid(1)))"])
+def test_a_step_at_a_near_tie_is_consistent(formula):
+    # 0.7310585786300049 - sigmoid(1) = 1.7e-17: the printer folded it to 1.7e-17 on one side of the
+    # derivative's step and (evalf's chop) to 0.0 on the other, so f' of max(a, b) came out as a'/2 + b'
+    # (found by the drill: the float64 kernel disagreed with the evaluator)
+    import numpy as np
+
+    from actsearch.numeric import evaluate
+
+    c = parse_formula(formula, params={"slope": 0.01} if "slope" in formula else None)
+    k = get_kernel(c)
+    x, ps = _inputs(torch.float64, c.params, seed=4)
+    y, d = k.eager_forward_with_derivative(x, *ps)
+    np.testing.assert_allclose(d.numpy(), evaluate(c.safe_derivative, x.numpy(), c.params), rtol=1e-12)
+    np.testing.assert_allclose(d.numpy()[x.numpy() > 0], 0.7310585786300049, rtol=1e-12)
