@@ -75,6 +75,7 @@ BAD_ARGS = {
     "bench formula": [["--n", "0"]],
     "bench kernels": [["--numel", "1"]],
     "bench train": [["--population", "0"]],
+    "drill": [["--n", "0"], ["--spaces", "nope"], ["--compiled-sample", "-1"]],
 }
 
 
