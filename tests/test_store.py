@@ -172,12 +172,17 @@ def test_an_empty_or_non_sqlite_results_db_is_refused_and_stays_as_it_is(tmp_pat
     assert sorted(os.listdir(run)) == [".lock", "results.db"]  # the refused writer's lock file, nothing else
 
 
-def test_a_store_that_lacks_columns_of_its_version_is_refused(tmp_path):
-    run = tmp_path / "r"
-    SearchDriver(config(budget=3), run, executor=FakeExecutor()).run()
+def finished_run_altered_by(run, budget: int, sql: str):
+    """A finished run whose results.db was then changed behind the store's back by `sql`."""
+    SearchDriver(config(budget=budget), run, executor=FakeExecutor()).run()
     with sqlite3.connect(str(run / "results.db")) as con:
-        con.execute("ALTER TABLE results DROP COLUMN report")
+        con.execute(sql)
     con.close()
+    return run
+
+
+def test_a_store_that_lacks_columns_of_its_version_is_refused(tmp_path):
+    run = finished_run_altered_by(tmp_path / "r", 3, "ALTER TABLE results DROP COLUMN report")
     refused(cli("top", run), "lacks results.report")
 
 
@@ -457,9 +462,5 @@ def test_a_schema_1_run_resumes(tmp_path):
 
 
 def test_a_store_of_an_unknown_schema_version_is_refused_by_readers_too(tmp_path):
-    run = tmp_path / "run"
-    SearchDriver(config(budget=2), run, executor=FakeExecutor()).run()
-    with sqlite3.connect(str(run / "results.db")) as con:
-        con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    con.close()
+    run = finished_run_altered_by(tmp_path / "run", 2, "UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     refused(cli("top", run), "was written with results schema 99")
