@@ -477,10 +477,6 @@ def search(
     cfg = SearchConfig(space=space, strategy=strategy, tasks=_split(tasks), budget=budget, seeds=seeds, steps=steps,
                        seed=seed, batch=batch, workers=workers, address=address, objectives=_split(objectives),
                        timeout_s=timeout, executor=executor)
-    if executor not in ("ray", "local"):
-        raise _fail(f"--executor must be 'ray' or 'local', got {executor!r}")
-    if steps is not None and steps < 1:
-        raise _fail(f"--steps must be >= 1, got {steps}")
     from rich.live import Live
 
     live = None if as_json else Live(console=err, refresh_per_second=2, transient=True)
@@ -490,7 +486,6 @@ def search(
             live.update(progress_line(st))
 
     try:
-        cfg.validate()  # bad numbers and names before SearchDriver imports torch (it validates again)
         driver = SearchDriver(cfg, run_dir, resume=resume, progress=show)
         if live:
             live.start()

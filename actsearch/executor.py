@@ -172,11 +172,9 @@ class EvaluationWorker:
 
 class RayExecutor:
     def __init__(self, config, cache_dir: Optional[str] = None, max_retries: int = 3):
-        from actsearch.ray_local import start_embedded_ray
+        from actsearch.ray_local import _single_machine_switch, start_embedded_ray
 
         if not config.address:  # the embedded Ray binds to loopback: set before Ray is imported
-            from actsearch.ray_local import _single_machine_switch
-
             _single_machine_switch()
         import ray
 

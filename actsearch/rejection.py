@@ -85,6 +85,17 @@ def classify_exception(exc: BaseException, stage: str) -> RejectionReason:
     return _STAGE_CODES.get(stage, RejectionReason.INTERNAL_ERROR)
 
 
+def code_of_report(report: Optional[dict]) -> Optional[RejectionReason]:
+    """The reason code a worker's report carries: its `rejection`'s code, else the code leading its
+    `rejected` text, else None."""
+    if not report:
+        return None
+    rejection = report.get("rejection")
+    if isinstance(rejection, dict) and rejection.get("code") is not None:
+        return RejectionReason(str(rejection["code"]))
+    return code_of(report.get("rejected"))
+
+
 def code_of(text: Optional[str]) -> Optional[RejectionReason]:
     """The reason code that leads a stored rejection text ("code: detail"), or None."""
     if not text:

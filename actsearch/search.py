@@ -122,16 +122,14 @@ def candidate_cost(candidate: Candidate) -> float:
 def rejection_code(report: dict) -> Optional[str]:
     """The reason code of an evaluation report: the worker's own rejection when it sent one, `diverged`
     when training stopped a seed (non-finite loss, chance accuracy), else None (not rejected)."""
-    from actsearch.rejection import RejectionReason, code_of
+    from actsearch.rejection import RejectionReason, code_of_report
 
-    rejection = report.get("rejection")
-    if rejection:
-        return RejectionReason(rejection["code"]).value
-    if report.get("rejected"):
-        return (code_of(report["rejected"]) or RejectionReason.EVALUATION_ERROR).value
-    if any(t.get("rejected") for t in report.get("tasks", {}).values()):
-        return RejectionReason.DIVERGED.value
-    return None
+    code = code_of_report(report)
+    if code is None and report.get("rejected"):
+        code = RejectionReason.EVALUATION_ERROR
+    if code is None and any(t.get("rejected") for t in report.get("tasks", {}).values()):
+        code = RejectionReason.DIVERGED
+    return None if code is None else code.value
 
 
 def _safe_id(c: Optional[Candidate], genome) -> str:
@@ -171,22 +169,17 @@ def describe_candidate(c: Candidate, genome, screening) -> dict:
 class SearchDriver:
     def __init__(self, config: SearchConfig, run_dir: os.PathLike, resume: bool = False,
                  progress: Optional[Callable[[dict], None]] = None, executor=None):
+        config.validate()  # first: bad numbers are refused before the imports below pull in torch (~2 s)
         from actsearch import __version__
         from actsearch.evaluation import versions
         from actsearch.search_spaces import get_space
         from actsearch.strategies import make_strategy
 
-        config.validate()
         self.config, self.progress = config, progress or (lambda s: None)
         self.run_dir = str(run_dir)
-        exists = os.path.exists(os.path.join(self.run_dir, "results.db"))
-        if exists and not resume:
-            raise StoreError(f"{self.run_dir} already holds a run; pass --resume to continue it, or choose another "
-                             f"--run-dir (nothing was changed)")
-        if resume and not exists:
-            raise StoreError(f"nothing to resume: {self.run_dir}/results.db does not exist")
-        # the run's writer lock first (a second writer is refused), then a store checked before any write;
-        # released by close(), at the end of run(), or by the kernel when this process dies
+        # the run's writer lock first (a second writer is refused), then a store checked before any write
+        # ("create" refuses an existing results.db, "write" a missing one); released by close(), at the end
+        # of run(), or by the kernel when this process dies
         self.store = ResultStore(self.run_dir, mode="write" if resume else "create")
         try:
             stored = self.store.config()

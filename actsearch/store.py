@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from actsearch import __version__
-from actsearch.rejection import RejectionReason, code_of
+from actsearch.rejection import RejectionReason, code_of, code_of_report
 
 SCHEMA_VERSION = 2
 KNOWN_SCHEMAS = (1, 2)  # 1: no reason codes (read as NULL; migrated to 2 in place when opened for writing)
@@ -117,12 +117,10 @@ def writer_active(run_dir: os.PathLike) -> bool:
         os.close(fd)
 
 
-def _reason_code(reason_code, report: Optional[dict], rejected: Optional[str]) -> Optional[str]:
-    """The code to store: the caller's, else the report's own rejection's, else the one leading the text."""
-    if reason_code is None and report and isinstance(report.get("rejection"), dict):
-        reason_code = report["rejection"].get("code")
+def _reason_code(reason_code, report: Optional[dict]) -> Optional[str]:
+    """The code to store: the caller's, else the report's own (its rejection's, or the one leading its text)."""
     if reason_code is None:
-        reason_code = code_of(rejected)
+        reason_code = code_of_report(report)
     return None if reason_code is None else RejectionReason(str(reason_code)).value
 
 
@@ -175,6 +173,8 @@ class ResultStore:
         import fcntl
 
         if self.mode == "create":
+            if os.path.lexists(self.path):  # refused before anything, even the lock file, is made here
+                raise self._holds_a_run()
             try:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -212,9 +212,8 @@ class ResultStore:
 
     def _create(self) -> None:
         """A complete new store at results.db: written to a temporary file, then linked into place."""
-        if os.path.lexists(self.path):
-            raise StoreError(f"{self.run_dir} already holds a run ({self.path}); pass --resume to continue it, or "
-                             f"choose another --run-dir (nothing was changed)")
+        if os.path.lexists(self.path):  # again under the lock: another process may have created it meanwhile
+            raise self._holds_a_run()
         fd, tmp = tempfile.mkstemp(prefix=".results.db.", suffix=".new", dir=self.run_dir)
         os.close(fd)
         try:
@@ -232,8 +231,7 @@ class ResultStore:
             try:
                 os.link(tmp, self.path)  # never replaces a file that appeared meanwhile
             except FileExistsError:
-                raise StoreError(f"{self.run_dir} already holds a run ({self.path}); pass --resume to continue "
-                                 f"it, or choose another --run-dir (nothing was changed)") from None
+                raise self._holds_a_run() from None
             except OSError:  # a file system without hard links; the lock keeps other actsearch writers out
                 os.rename(tmp, self.path)
         except sqlite3.DatabaseError as exc:
@@ -242,6 +240,10 @@ class ResultStore:
             for suffix in ("", "-wal", "-shm"):  # this process's own temporary file
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp + suffix)
+
+    def _holds_a_run(self) -> StoreError:
+        return StoreError(f"{self.run_dir} already holds a run ({self.path}); pass --resume to continue it, or "
+                          f"choose another --run-dir (nothing was changed)")
 
     def _check_file(self) -> None:
         """Refuse, before SQLite opens it, a file that is empty, not SQLite, or not a whole number of pages."""
@@ -489,7 +491,7 @@ class ResultStore:
         db = self._db()
         rejected = report.get("rejected") or next(
             (f"{name}: {t['rejected']}" for name, t in report.get("tasks", {}).items() if t["rejected"]), None)
-        code = _reason_code(reason_code, report, rejected)
+        code = _reason_code(reason_code, report)
         with self._guard():
             db.execute("BEGIN IMMEDIATE")
             try:
