@@ -1,6 +1,9 @@
-"""The embedded Ray a search starts when no cluster address is given: loopback only, nothing left behind.
+"""The embedded Ray a search starts when no cluster address is given: its own, loopback only, nothing
+left behind.
 
-Two things Ray does not do by itself for a single-machine run:
+It is always a new instance (`ray.init(address="local")`): a bare ray.init() joins a Ray that is already
+running on the machine (found through /tmp/ray), e.g. another search's embedded one.  Two more things
+Ray does not do by itself for a single-machine run:
 
 * **Bind to loopback.**  Ray's servers (GCS, raylet, core workers, the agents) bind to the node's IP,
   which Ray resolves to the machine's external address even when asked for 127.0.0.1.  Ray's documented
@@ -55,7 +58,10 @@ def start_embedded_ray(**init_kwargs) -> Optional[subprocess.Popen]:
     _single_machine_switch()
     import ray
 
-    ray.init(**init_kwargs)
+    # address="local": always a new instance of our own; without it ray.init() joins any Ray already
+    # running on the machine (another search's, a test session's), which is neither loopback-only by our
+    # switch nor ours to shut down
+    ray.init(address="local", **init_kwargs)
     node_ip = ray.util.get_node_ip_address()
     if node_ip not in LOOPBACK:
         warnings.warn(f"the embedded Ray's node address is {node_ip}, not loopback: its servers may be "

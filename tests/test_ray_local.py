@@ -67,7 +67,9 @@ def _listening_addresses(pids: set[int]) -> list[str]:
     return out
 
 
-def test_killed_driver_leaves_no_ray_process_and_embedded_ray_binds_loopback(tmp_path):
+def test_killed_driver_leaves_no_ray_process_and_embedded_ray_binds_loopback(ray_cluster, tmp_path):
+    """With another Ray running on the machine (the test session's), the driver still starts a Ray of its
+    own: a bare ray.init() joined the running one, and its actor was cancelled there."""
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path / "cache")], cwd=str(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
