@@ -1,4 +1,5 @@
-"""Command-line interface: `actsearch check | known | primitives | export | eval | bench`.  Every command has --json."""
+"""Command-line interface: `actsearch check | known | primitives | export | eval | search | top | validate | report |
+bench | drill`.  Every command has --json."""
 from __future__ import annotations
 
 import json
@@ -61,6 +62,8 @@ def load_stored_candidate(ref: str):
     try:
         with ResultStore(run_dir, mode="read") as store:  # read-only: never written, never locked
             row, result, cfg = store.candidate(cid), store.result(cid), store.config() or {}
+            rungs = [r for r in store.rung_rows() if r["candidate_id"] == cid and r["status"] == "done"]
+            validation = store.latest_validation()
     except StoreError as exc:
         raise CLIError(str(exc)) from None
     if row is None:
@@ -78,8 +81,17 @@ def load_stored_candidate(ref: str):
             parts.append(f"{task}: accuracy {t['candidate']['mean']:.4f} +- {t['candidate']['std']:.4f}"
                          + (f", vs ReLU {vs['diff']:+.4f} {_fmt_ci(vs.get('ci'), 4)} {vs['verdict']}"
                             if vs else ""))
+        if rungs and rungs[-1]["summary"]:
+            top = max(rungs, key=lambda r: r["rung"])
+            est = top["summary"]
+            parts[0] = (f"score {_score_ci(est)} at rung {top['rung']} ({len(est['tasks'])} tasks x "
+                        f"{len(est['seeds'])} seeds: {', '.join(est['tasks'])})")
         if result["rejected"]:
             parts.append(f"rejected: {result['rejected']}")
+        v = next((c for c in (validation or {}).get("candidates", []) if c["id"] == cid), None)
+        if v is not None:
+            parts.append(f"validation on fresh seeds: {v['verdict']}; search-task score {_score_ci(v['fresh'])}, "
+                         f"held-out score {_score_ci(v['held_out'])} ({', '.join(validation['held_out'])})")
         prov["scores"] = "; ".join(parts)
     return cand, prov
 
@@ -456,8 +468,16 @@ def search(
     strategy: str = typer.Option("evolution", "--strategy", help="exhaustive, random, evolution, optuna."),
     tasks: str = typer.Option("mnist1d-mlp", "--tasks", help="Comma-separated tasks, or 'all'."),
     budget: int = typer.Option(200, "--budget", help="Distinct candidates to evaluate."),
-    seeds: int = typer.Option(2, "--seeds", help="Seeds per candidate (paired with the baselines)."),
+    seeds: int = typer.Option(2, "--seeds", help="Rung-0 seeds (paired with the baselines); with --rungs flat, every candidate's."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: each task's budget)."),
+    rungs: Optional[str] = typer.Option(None, "--rungs", help="Staged evaluation: TASKS:SEEDS per rung, e.g. 1:2,1:3,all:5 "
+                                        "(default), or 'flat' (one rung). A resume uses the run's own."),
+    eta: Optional[int] = typer.Option(None, "--eta", help="Promote the top 1/eta of each rung (default 3)."),
+    validate_top: int = typer.Option(5, "--validate-top", help="At the end, validate the top K on fresh seeds and "
+                                     "held-out tasks (0: no validation)."),
+    validate_seeds: int = typer.Option(5, "--validate-seeds", help="Fresh seeds per validation task."),
+    validate_tasks: Optional[str] = typer.Option(None, "--validate-tasks", help="Validation tasks (default: the search "
+                                                 "tasks and the held-out tasks)."),
     batch: int = typer.Option(8, "--batch", help="Candidates per population (one worker call)."),
     workers: int = typer.Option(0, "--workers", help="Ray workers (default: one per CPU, one thread each)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: embedded Ray)."),
@@ -474,9 +494,13 @@ def search(
     from actsearch.store import StoreError
 
     run_dir = run_dir or os.path.join("runs", f"{space}-{strategy}")
+    if validate_tasks is not None and not _split(validate_tasks):
+        raise _fail("--validate-tasks is empty; name at least one task or leave it out")
     cfg = SearchConfig(space=space, strategy=strategy, tasks=_split(tasks), budget=budget, seeds=seeds, steps=steps,
                        seed=seed, batch=batch, workers=workers, address=address, objectives=_split(objectives),
-                       timeout_s=timeout, executor=executor)
+                       timeout_s=timeout, executor=executor, rungs=rungs, eta=eta, validate_top=validate_top,
+                       validate_seeds=validate_seeds,
+                       validate_tasks=_split(validate_tasks) if validate_tasks is not None else None)
     from rich.live import Live
 
     live = None if as_json else Live(console=err, refresh_per_second=2, transient=True)
@@ -505,7 +529,52 @@ def search(
               f"{summary['screened_out']} screened out) in {summary['elapsed_s']:.0f} s; run: {run_dir}")
     if summary.get("rejections"):  # by reason code (actsearch.rejection)
         out.print("rejections: " + ", ".join(f"{code} {n}" for code, n in summary["rejections"].items()))
+    _print_rungs(summary)
     _print_top(run_dir, top_rows(run_dir, 10))
+    if summary.get("validation"):
+        _print_validation(summary["validation"])
+
+
+def _print_rungs(summary: dict) -> None:
+    if len(summary.get("rungs", [])) < 2:
+        return
+    t = Table(title=f"staged evaluation (eta {summary['eta']}): training spent per rung")
+    for col in ("rung", "tasks x seeds", "completed", "promoted on", "candidate trainings", "worker s"):
+        t.add_column(col)
+    last = len(summary["rungs"]) - 1
+    for r in summary["rungs"]:
+        t.add_row(str(r["index"]), r["label"], str(r["completed"]), str(r["promoted"]) if r["index"] < last else "-",
+                  str(r["trainings"]), f"{r['wall_s']:.0f}")
+    out.print(t)
+
+
+def _score_ci(d) -> str:
+    if not d or d.get("score") is None:
+        return "-"
+    ci = _finite_ci(d.get("ci"))
+    return f"{d['score']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
+
+
+def _print_validation(v: dict) -> None:
+    from rich.markup import escape
+
+    title = (f"validation: top {len(v['candidates'])} on {len(v['seeds'])} fresh seeds; search tasks "
+             f"{', '.join(v['search_tasks']) or '-'}; held out {', '.join(v['held_out'])}")
+    t = Table(title=title)
+    for col in ("formula", "rung", "search score [95% CI]", "fresh seeds", "gap", "held-out score", "verdict (Holm)"):
+        t.add_column(col)
+    for c in v["candidates"]:
+        color = {"better": "green", "worse": "red", "mixed": "yellow"}.get(c["verdict_code"], "")
+        verdict = f"[{color}]{escape(c['verdict'])}[/]" if color else escape(c["verdict"])
+        t.add_row(escape(c["canonical"][:40]), str(c["rung"]),
+                  _score_ci({"score": c["search_score"], "ci": c["search_ci"]}), _score_ci(c["fresh"]),
+                  f"{c['gap']:+.3f}" if c["gap"] is not None else "-", _score_ci(c["held_out"]), verdict)
+    for b, ref in v.get("reference_scores", {}).items():
+        if b != "relu":
+            t.add_row(f"[dim]{b} (baseline)[/]", "", "", _score_ci(ref["fresh"]), "", _score_ci(ref["held_out"]), "")
+    out.print(t)
+    out.print(f"{v['n_tests']} paired t-tests (candidates x tasks x baselines), Holm-corrected at alpha {v['alpha']}; "
+              f"best baseline per task: " + ", ".join(f"{t} {b}" for t, b in v["best_baseline"].items()))
 
 
 def progress_line(st: dict) -> str:
@@ -514,26 +583,77 @@ def progress_line(st: dict) -> str:
 
     best = st["best"]  # None before any result; its score is None while every result so far is rejected
     score = f"{best['score']:+.3f}" if best and best["score"] is not None else "-"
-    return (f"evaluated [bold]{st['evaluated']}/{st['budget']}[/]  {st['rate_per_min']:.1f}/min  "
-            f"rejected {st['rejected']}  screened out {st['screened_out']}  "
+    rungs = st.get("rungs") or []
+    staged = ("  rungs " + "/".join(str(r["completed"]) for r in rungs)) if len(rungs) > 1 else ""
+    validating = (f"  validating {st['validation']['done']}/{st['validation']['of']} tasks"
+                  if st.get("validation") else "")
+    return (f"evaluated [bold]{st['evaluated']}/{st['budget']}[/]  {st['rate_per_min']:.1f}/min{staged}  "
+            f"rejected {st['rejected']}  screened out {st['screened_out']}{validating}  "
             + (f"best {score} {escape(best['formula'][:50])}" if best else ""))
 
 
-def top_rows(run_dir: str, n: int) -> list[dict]:
+def top_rows(run_dir: str, n: int, references: bool = True) -> list[dict]:
+    """The top `n` candidates by the conservative ranking (actsearch.staging), with their rung, tasks and
+    seeds, score CI and validation verdict; ReLU, GELU and SiLU as reference rows (`"reference": true`)
+    scored on the highest rung's tasks and seeds they have, in their ranked places."""
+    from actsearch.staging import estimate_score, parse_rungs, ranking_key
     from actsearch.store import ResultStore
 
     store = ResultStore(run_dir, mode="read")  # read-only: never written, never locked
+    try:
+        validation = store.latest_validation()
+        verdicts = {c["id"]: c for c in validation["candidates"]} if validation else {}
+        rows = []
+        for r in store.ranked(n):
+            nearest = r["nearest"]
+            novel = nearest["name"] is None or (nearest["distance"] or 0) > NOVEL_DISTANCE
+            tasks = r["report"].get("tasks", {})
+            first = next(iter(tasks.values()), None)
+            ci = _finite_ci(first["vs"]["relu"].get("ci")) if first and "relu" in first.get("vs", {}) else None
+            est = r["estimate"] or {}
+            v = verdicts.get(r["id"])
+            rows.append({"id": r["id"], "formula": r["formula"], "canonical": r["canonical"], "params": r["params"],
+                         "score": r["score"], "ci": _finite_ci(r["ci"]), "lcb": r["lcb"], "rung": r["rung"],
+                         "tasks": est.get("tasks") or list(tasks),
+                         "seeds": est.get("seeds") or r["report"].get("seeds", []),
+                         "cost": r["cost"], "ci_vs_relu": ci, "rejected": r["rejected"], "nearest": nearest,
+                         "novel": bool(novel), "reference": False,
+                         "validation": ({"verdict": v["verdict"], "verdict_code": v["verdict_code"], "fresh": v["fresh"],
+                                         "held_out": v["held_out"], "gap": v["gap"]} if v else None)})
+        if references and rows:
+            rows += _reference_rows(store, parse_rungs, estimate_score)
+            rows.sort(key=lambda r: ranking_key(r["score"], r["lcb"], r["rejected"] is not None))
+    finally:
+        store.close()
+    return rows
+
+
+def _reference_rows(store, parse_rungs, estimate_score) -> list[dict]:
+    from actsearch.tasks import get_task
+
+    cfg = store.config() or {}
+    base = store.baseline_accuracies()
+    spread = store.pooled_spreads()  # the baselines' intervals use their rung's pooled spread, as candidates
+    try:
+        rungs = parse_rungs(cfg.get("rungs") or "flat", cfg.get("tasks") or [], cfg.get("seeds", 2))
+    except ValueError:
+        return []
     rows = []
-    for r in store.ranked(n):
-        nearest = r["nearest"]
-        novel = nearest["name"] is None or (nearest["distance"] or 0) > NOVEL_DISTANCE
-        tasks = r["report"].get("tasks", {})
-        first = next(iter(tasks.values()), None)
-        ci = _finite_ci(first["vs"]["relu"].get("ci")) if first and "relu" in first.get("vs", {}) else None
-        rows.append({"id": r["id"], "formula": r["formula"], "canonical": r["canonical"], "params": r["params"],
-                     "score": r["score"], "cost": r["cost"], "ci_vs_relu": ci, "rejected": r["rejected"],
-                     "nearest": nearest, "novel": bool(novel)})
-    store.close()
+    for b in ("relu", "gelu", "silu"):
+        for rung in reversed(rungs):  # the highest rung whose pairs the baseline has
+            pairs = rung.pairs()
+            est = estimate_score({t: base.get(t, {}).get(b, {}) for t in pairs}, base,
+                                 {t: get_task(t).chance for t in pairs}, pairs)
+            if est.score is not None:
+                pool = spread.get(rung.index)
+                ci = pool.interval(est.score, len(est.seeds)) if pool is not None else None
+                rows.append({"id": f"baseline:{b}", "formula": b, "canonical": b, "params": {},
+                             "score": est.score, "ci": _finite_ci(ci), "lcb": ci[0] if ci else None,
+                             "rung": rung.index,
+                             "tasks": est.tasks, "seeds": est.seeds, "cost": None, "ci_vs_relu": None,
+                             "rejected": None, "nearest": {"name": b, "distance": 0.0}, "novel": False,
+                             "reference": True, "validation": None})
+                break
     return rows
 
 
@@ -541,14 +661,25 @@ NOVEL_DISTANCE = 0.05  # RMS distance on N(0,1) probes above which a candidate i
 
 
 def _print_top(run_dir: str, rows: list[dict]) -> None:
-    t = Table(title=f"top {len(rows)} of {run_dir}")
-    for col in ("#", "score", "vs ReLU 95% CI (task 1)", "formula", "nearest known", "id"):
+    from rich.markup import escape
+
+    n = sum(1 for r in rows if not r["reference"])
+    t = Table(title=f"top {n} of {run_dir}, ranked by the lower 95% bound of the score (0 = ReLU)")
+    for col in ("#", "score [95% CI]", "rung: tasks x seeds", "formula", "nearest known", "validation", "id"):
         t.add_column(col)
-    for i, r in enumerate(rows, 1):
+    i = 0
+    for r in rows:
+        tasks_seeds = f"{r['rung']}: {len(r['tasks'])} x {len(r['seeds'])}"
+        if r["reference"]:
+            t.add_row("", f"[dim]{_score_ci(r)}[/]", f"[dim]{tasks_seeds}[/]", f"[dim]{r['formula']} (baseline)[/]",
+                      "", "", "")
+            continue
+        i += 1
         near = "novel" if r["novel"] else f"{r['nearest']['name']} ({r['nearest']['distance']:.3f})"
-        ci = f"[{r['ci_vs_relu'][0]:+.3f}, {r['ci_vs_relu'][1]:+.3f}]" if r["ci_vs_relu"] else ""
-        score = f"{r['score']:+.3f}" if r["score"] is not None else "-"
-        t.add_row(str(i), score + (" (rejected)" if r["rejected"] else ""), ci, r["canonical"][:50], near, r["id"])
+        score = _score_ci(r) + (" (rejected)" if r["rejected"] else "")
+        v = r["validation"]
+        t.add_row(str(i), score, tasks_seeds, escape(r["canonical"][:50]), near,
+                  escape(v["verdict"]) if v else "", r["id"])
     out.print(t)
 
 
@@ -556,7 +687,8 @@ def _print_top(run_dir: str, rows: list[dict]) -> None:
 def top(run_dir: str = typer.Argument(..., help="A run directory."),
         n: int = typer.Option(10, "--n", help="How many candidates to list (>= 1)."),
         as_json: bool = typer.Option(False, "--json")):
-    """The best candidates of a run: score, CI vs ReLU, nearest known activation or 'novel'."""
+    """The best candidates of a run by a conservative estimate (the lower bound of the score's 95% CI), with
+    the rung, tasks and seeds behind each score, the validation verdict, and ReLU/GELU/SiLU as reference rows."""
     from actsearch.store import StoreError
 
     if n < 1:  # the store reads n <= 0 as "no limit"
@@ -572,10 +704,70 @@ def top(run_dir: str = typer.Argument(..., help="A run directory."),
 
 
 @app.command()
+def validate(run_dir: str = typer.Argument(..., help="A run directory (finished or stopped early)."),
+             top: int = typer.Option(5, "--top", help="How many of the best candidates to validate (>= 1)."),
+             seeds: int = typer.Option(5, "--seeds", help="Fresh seeds per task (>= 2), never used by the search."),
+             tasks: Optional[str] = typer.Option(None, "--tasks", help="Validation tasks (default: the search tasks "
+                                                 "and the held-out tasks, including the larger mnist1d-mlp-deep)."),
+             executor: str = typer.Option("ray", "--executor", help="ray (default, embedded) or local (in-process)."),
+             workers: int = typer.Option(0, "--workers", help="Ray workers (default: one per CPU)."),
+             as_json: bool = typer.Option(False, "--json")):
+    """Re-train the run's top K on fresh seeds and held-out tasks against ReLU, GELU, SiLU and each task's best
+    baseline: paired t-tests, Holm-corrected; a verdict per candidate and the winner's-curse gap (stored)."""
+    import dataclasses
+
+    from actsearch.search import SearchConfig
+    from actsearch.store import ResultStore, StoreError
+
+    if top < 1:
+        raise _fail(f"--top must be >= 1, got {top}")
+    if seeds < 2:
+        raise _fail(f"--seeds must be >= 2 (a paired test needs two), got {seeds}")
+    if workers < 0:
+        raise _fail(f"--workers must be >= 0, got {workers}")
+    if executor not in ("ray", "local"):
+        raise _fail(f"--executor must be 'ray' or 'local', got {executor!r}")
+    if tasks is not None and not _split(tasks):
+        raise _fail("--tasks is empty; name at least one task or leave it out")
+    try:
+        from actsearch.tasks import resolve_tasks
+
+        task_names = [t.name for t in resolve_tasks(_split(tasks))] if tasks is not None else None
+        store = ResultStore(run_dir, mode="write")  # the run's writer lock: not while a search writes it
+    except (ValueError, StoreError) as exc:
+        raise _fail(str(exc))
+    try:
+        stored = store.config() or {}
+        known = {f.name for f in dataclasses.fields(SearchConfig)}
+        cfg = SearchConfig(**{k: v for k, v in stored.items() if k in known})
+        cfg.executor, cfg.workers, cfg.address = executor, workers, None
+        cfg.baselines = ["relu", "gelu", "silu"]
+        if store.n_results() == 0:
+            raise StoreError(f"{run_dir} has no evaluated candidate to validate")
+        from actsearch.executor import make_executor
+        from actsearch.validation import validate_store
+
+        ex = make_executor(cfg, run_dir)
+        try:
+            summary = validate_store(store, ex, top=top, seeds=seeds, tasks=task_names)
+        finally:
+            ex.shutdown()
+    except (ValueError, StoreError, RuntimeError) as exc:
+        raise _fail(str(exc))
+    finally:
+        store.close()
+    if as_json:
+        _json(summary)
+        return
+    _print_validation(summary)
+
+
+@app.command()
 def report(run_dir: str = typer.Argument(..., help="A run directory."),
            output: Optional[str] = typer.Option(None, "-o", "--output", help="HTML file (default RUN_DIR/report.html)."),
            as_json: bool = typer.Option(False, "--json")):
-    """An HTML report with plots: best-so-far, top-k shapes, Pareto front, rejection reasons."""
+    """An HTML report: validation forest plot and table, score by rung, best-so-far, top-k shapes, score
+    distribution, Pareto front (with a cost objective), rejection reasons."""
     from actsearch.report import build_report
     from actsearch.store import StoreError
 

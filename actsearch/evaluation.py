@@ -28,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -118,6 +119,18 @@ class BaselineCache:
 
 # ------------------------------------------------------------------------------------------ evaluate
 
+def _seed_list(seeds) -> list[int]:
+    """seeds: a count n (seeds 0..n-1) or the seeds themselves (distinct integers >= 0, in order)."""
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
+        return list(range(int(seeds)))
+    out = [int(s) for s in seeds]
+    if not out or len(set(out)) != len(out) or min(out) < 0:
+        raise ValueError(f"seeds must be distinct integers >= 0, got {list(seeds)!r}")
+    return out
+
+
 def evaluate(candidate: Candidate, tasks: Union[None, str, Sequence[str]] = None, seeds: int = 3,
              baselines: Sequence[str] = DEFAULT_BASELINES, steps: Optional[int] = None, screen: bool = True,
              cache: Union[BaselineCache, None, bool] = None,
@@ -127,28 +140,38 @@ def evaluate(candidate: Candidate, tasks: Union[None, str, Sequence[str]] = None
     return evaluate_many([candidate], tasks, seeds, baselines, steps, screen, cache, progress)[0]
 
 
-def evaluate_many(candidates: Sequence[Candidate], tasks: Union[None, str, Sequence[str]] = None, seeds: int = 3,
+def evaluate_many(candidates: Sequence[Candidate], tasks: Union[None, str, Sequence[str]] = None,
+                  seeds: Union[int, Sequence[int], Mapping[str, Sequence[int]]] = 3,
                   baselines: Sequence[str] = DEFAULT_BASELINES, steps: Optional[int] = None, screen: bool = True,
                   cache: Union[BaselineCache, None, bool] = None,
                   progress: Optional[Callable[[str, int, int], None]] = None) -> list[dict]:
     """`evaluate` for several candidates at once: per task, every candidate's seeds and the uncached
     baselines train in ONE population (with >= 2 candidates, one population kernel), and each candidate
-    gets the same report `evaluate` gives.  Results equal evaluating them one by one up to float rounding."""
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    gets the same report `evaluate` gives.  Results equal evaluating them one by one up to float rounding.
+    `seeds`: a count (seeds 0..n-1), a list of seeds, or a plan {task: seeds} (then `tasks` defaults to
+    its keys); each task's report lists its own `seeds`."""
     if steps is not None and steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
+    if isinstance(seeds, Mapping):  # a plan: task -> its seeds (staged evaluation trains what a rung adds)
+        if tasks is None:
+            tasks = list(seeds)
+        plan = {t.name: _seed_list(seeds.get(t.name, ())) for t in resolve_tasks(list(seeds))}
     task_list = resolve_tasks([tasks] if isinstance(tasks, str) else tasks)
+    if not isinstance(seeds, Mapping):
+        plan = {t.name: _seed_list(seeds) for t in task_list}
+    for t in task_list:
+        if not plan.get(t.name):
+            raise ValueError(f"no seeds for task {t.name}")
     baselines = list(dict.fromkeys(baselines))
     for b in baselines:
         make_activation(b)  # unknown names fail before any training
     cache = None if cache is False else (cache if isinstance(cache, BaselineCache) else BaselineCache())
-    seed_list = list(range(seeds))
+    first = plan[task_list[0].name]
     outs, acts = [], []
     for candidate in candidates:
         out = {"candidate": {"formula": candidate.source or candidate.formula, "canonical": candidate.formula,
                              "id": candidate.id, "params": dict(candidate.params)},
-               "seeds": seed_list, "baselines": baselines, "versions": versions(),
+               "seeds": first, "baselines": baselines, "versions": versions(),
                "settings": deterministic_settings(), "screening": None, "tasks": {}}
         reason = None
         if screen:
@@ -162,6 +185,7 @@ def evaluate_many(candidates: Sequence[Candidate], tasks: Union[None, str, Seque
         acts.append((None, reason) if reason else (make_activation(candidate), None))
 
     for task in task_list:
+        seed_list = plan[task.name]
         n_steps = task.budget.steps if steps is None else int(steps)
         t0 = time.perf_counter()
         # baselines always include ReLU: the score is measured against it
@@ -204,7 +228,7 @@ def evaluate_many(candidates: Sequence[Candidate], tasks: Union[None, str, Seque
             rejected = next((f"seed {s}: {cand_results[s].rejected}" if act is not None else cand_results[s].rejected
                              for s in seed_list if cand_results[s].rejected), None)
             out["tasks"][task.name] = {
-                "metric": task.metric, "chance": task.chance, "steps": n_steps,
+                "metric": task.metric, "chance": task.chance, "steps": n_steps, "seeds": seed_list,
                 "candidate": summarize(cand_acc),
                 "baselines": dict(base_summary),  # `needed`: ReLU and the requested baselines
                 "vs": {b: paired_comparison(cand_acc, [base_results[b][s].accuracy for s in seed_list])

@@ -24,9 +24,11 @@ from typing import Optional
 Item = tuple  # (candidate_id, formula, params)
 
 
-def evaluate_items(items: list, tasks: list, seeds: int, steps: Optional[int], baselines: list,
+def evaluate_items(items: list, tasks: list, seeds, steps: Optional[int], baselines: list,
                    cache_dir: Optional[str], worker: str, cost: bool = False) -> list:
     """Evaluate a batch of candidates as one population per task; [(id, report, worker, wall_s)].
+    `seeds`: a count, or a plan {task: seeds} (staged evaluation: the pairs a rung adds; then `tasks` is
+    ignored).
     With `cost`, each report also gets the candidate's measured kernel cost relative to ReLU.
 
     A batch that raises is evaluated again one candidate at a time, so the candidate that broke it is
@@ -38,7 +40,7 @@ def evaluate_items(items: list, tasks: list, seeds: int, steps: Optional[int], b
     t0 = time.perf_counter()
     try:
         cands = [parse_formula(formula, params=params or None) for _, formula, params in items]
-        reports = evaluate_many(cands, tasks, seeds=seeds, baselines=baselines, steps=steps, screen=False,
+        reports = evaluate_many(cands, None if isinstance(seeds, dict) else tasks, seeds=seeds, baselines=baselines, steps=steps, screen=False,
                                 cache=BaselineCache(cache_dir) if cache_dir else None)
         if cost:
             from actsearch.kernels.bench import kernel_cost
@@ -131,9 +133,10 @@ class LocalExecutor:
         self.done: deque = deque()
         _setup_process(cache_dir, self.threads)
 
-    def submit(self, items: list) -> None:
+    def submit(self, items: list, plan: Optional[dict] = None, timeout_s: Optional[float] = None) -> None:
+        """Evaluate `items` now on `plan` ({task: seeds}; default: the search tasks, seeds 0..seeds-1)."""
         c = self.config
-        self.done.append(evaluate_items(items, c.tasks, c.seeds, c.steps, c.baselines, self.cache_dir,
+        self.done.append(evaluate_items(items, c.tasks, plan or c.seeds, c.steps, c.baselines, self.cache_dir,
                                         f"local:{socket.gethostname()}:{os.getpid()}", "cost" in c.objectives))
 
     def wait(self) -> list:
@@ -162,9 +165,9 @@ class EvaluationWorker:
         ctx = ray.get_runtime_context()
         self.name = f"{ctx.get_node_id()[:8]}:{os.getpid()}"
 
-    def evaluate(self, items: list) -> list:
+    def evaluate(self, items: list, plan: Optional[dict] = None) -> list:
         tasks, seeds, steps, baselines, cache_dir = self.args
-        return evaluate_items(items, tasks, seeds, steps, baselines, cache_dir, self.name, self.cost)
+        return evaluate_items(items, tasks, plan or seeds, steps, baselines, cache_dir, self.name, self.cost)
 
     def pid(self) -> int:
         return os.getpid()
@@ -215,10 +218,12 @@ class RayExecutor:
         return self.remote_cls.remote(c.tasks, c.seeds, c.steps, c.baselines, self.cache_dir, self.threads,
                                       "cost" in c.objectives)
 
-    def submit(self, items: list) -> None:
-        """Evaluate one batch; its outcome (one entry per candidate) comes back from wait() whole."""
+    def submit(self, items: list, plan: Optional[dict] = None, timeout_s: Optional[float] = None) -> None:
+        """Evaluate one batch on `plan` ({task: seeds}; default: the search tasks, seeds 0..seeds-1); its
+        outcome (one entry per candidate) comes back from wait() whole.  `timeout_s`: per candidate
+        (default: the config's), for plans that train more than rung 0."""
         self._next_batch += 1
-        self.batches[self._next_batch] = [1, []]
+        self.batches[self._next_batch] = [1, [], plan, timeout_s or self.config.timeout_s]
         self._start(items, 0, self._next_batch)
 
     def _start(self, items: list, tries: int, batch: int) -> None:
@@ -230,7 +235,7 @@ class RayExecutor:
         else:  # every worker is busy (a dead one's batch waits for the next free worker)
             self.backlog.append((items, tries, batch))
             return
-        ref = worker.evaluate.remote(items)
+        ref = worker.evaluate.remote(items, self.batches[batch][2])
         self.running[ref] = (worker, items, time.time(), tries, batch)
 
     def _part_done(self, batch: int, outcome: list, out: list) -> None:
@@ -293,7 +298,7 @@ class RayExecutor:
                 self._part_done(batch, result, out)
             now = time.time()
             for ref, (worker, items, t0, tries, batch) in list(self.running.items()):
-                if now - t0 > self.config.timeout_s * len(items):  # the timeout is per candidate
+                if now - t0 > self.batches[batch][3] * len(items):  # the timeout is per candidate
                     self.running.pop(ref)
                     ray.kill(worker)
                     self.alive -= 1

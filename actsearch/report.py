@@ -1,7 +1,17 @@
 """`actsearch report RUN_DIR`: one HTML file with PNG plots (embedded) read from the run's store.
 
-Plots: best score so far vs evaluations; shape and derivative of the top-k; the Pareto front (score
-vs kernel cost when the run had a cost objective, else score vs evaluation order); rejection reasons.
+Tables: the top candidates (score, rung reached, the 95% interval of the score at that rung, nearest
+known activation) and, when the run was validated (`actsearch validate`, actsearch.validation), the
+validated candidates: search score, fresh-seed score, their gap (the winner's curse), held-out score,
+each with its 95% interval, and the verdict against the best baseline.
+
+Plots: best score so far vs evaluations; shape and derivative of the top-k; the distribution of the
+candidates' (rung-0) scores; score by rung (each candidate's score at every rung it completed, only for
+a run with more than one rung); the Pareto front of score vs kernel cost (only for a run with a cost
+objective where every evaluated candidate has a cost: a score-only run has no Pareto plot); the
+validation forest plot (per validated candidate and validation task, the candidate - baseline accuracy
+difference on fresh seeds with its 95% interval, against the task's best baseline and against ReLU,
+filled where Holm-significant); rejection reasons.
 """
 from __future__ import annotations
 
@@ -10,8 +20,15 @@ import html
 import io
 import os
 from collections import Counter
+from typing import Optional
 
 import numpy as np
+
+FOREST_TITLE = "Validation: candidate − baseline (95% CI), fresh seeds"
+SCORE_BY_RUNG_TITLE = "Score by rung"
+PARETO_TITLE = "Pareto front: score vs cost"
+VALIDATION_TABLE_TITLE = "Validation"
+MAX_LABEL = 48  # characters of a formula in plot labels
 
 
 def _png(fig) -> str:
@@ -29,6 +46,214 @@ SCREENING_CHECKS = ("non_finite", "non_finite_gradient", "constant", "linear", "
                     "output_too_large", "gradient_too_large", "duplicate", "not_evaluable")
 
 
+def _short(text: str, n: int = MAX_LABEL) -> str:
+    text = text or ""
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def _num(x, fmt: str = "+.4f") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def _ci(ci, fmt: str = "+.3f") -> str:
+    return "" if not ci else f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+
+
+def _score_ci(est: Optional[dict]) -> str:
+    """'score [lo, hi]' of a validation estimate ({"score", "ci", "tasks"}) or '–'."""
+    if not est or est.get("score") is None:
+        return "–"
+    ci = _ci(est.get("ci"))
+    return f"{est['score']:+.4f}" + (f" {ci}" if ci else "")
+
+
+# ------------------------------------------------------------------------------------------ plots
+
+def forest_plot(validation: dict):
+    """The validation forest plot (a matplotlib figure), or None when nothing was compared.
+
+    One row per (validated candidate, validation task), grouped per candidate under its formula: the
+    mean paired accuracy difference candidate - baseline on the fresh seeds with its 95% Student-t
+    interval, against the task's best baseline (circles) and against ReLU (squares); filled and in
+    colour where the Holm-adjusted p-value is below alpha, hollow and grey otherwise."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    alpha = float(validation.get("alpha", 0.05))
+    tasks_order = list(validation.get("tasks") or [])
+    held_out_names = set(validation.get("held_out") or []) - set(validation.get("search_tasks") or [])
+    labels: list[tuple[float, str, bool]] = []    # (y, text, is group title)
+    points: list[tuple[float, dict, str]] = []    # (y, comparison, "best" | "relu")
+    y = 0.0
+    for cand in validation.get("candidates") or []:
+        per_task = cand.get("tasks") or {}
+        names = [t for t in tasks_order if t in per_task or t in (cand.get("missing") or [])]
+        names += [t for t in per_task if t not in names]
+        if not names:
+            continue
+        labels.append((y, _short(cand.get("formula") or cand.get("canonical") or cand.get("id", "?")), True))
+        y += 1
+        for t in names:
+            entry = per_task.get(t)
+            held = entry.get("held_out", t in held_out_names) if entry else t in held_out_names
+            text = t + (" (held out)" if held else "")
+            if entry is None:
+                labels.append((y, text + " (not evaluated)", False))
+                y += 1
+                continue
+            vs = entry.get("vs") or {}
+            best = entry.get("best_baseline")
+            if best in vs:
+                text += f"  (best: {best})"
+                points.append((y - 0.13 if best != "relu" and "relu" in vs else y, vs[best], "best"))
+            if "relu" in vs and best != "relu":
+                points.append((y + 0.13 if best in vs else y, vs["relu"], "relu"))
+            labels.append((y, text, False))
+            y += 1
+        y += 0.4  # a gap between candidates
+    if not points:
+        return None
+
+    fig, ax = plt.subplots(figsize=(8.5, 1.3 + 0.3 * len(labels)))
+    style = {"best": ("o", "C0"), "relu": ("s", "C3")}
+    for yy, v, kind in points:
+        marker, colour = style[kind]
+        p_holm = v.get("p_holm", v.get("p"))
+        significant = p_holm is not None and p_holm < alpha
+        c = colour if significant else "0.55"
+        ci = v.get("ci")
+        if ci:
+            ax.errorbar(v["diff"], yy, xerr=[[v["diff"] - ci[0]], [ci[1] - v["diff"]]], fmt="none", ecolor=c,
+                        elinewidth=1.4 if significant else 1.0, capsize=2.5)
+        ax.plot([v["diff"]], [yy], marker=marker, ms=6, ls="none", color=c, markeredgecolor=c,
+                markerfacecolor=c if significant else "white", zorder=3)
+    ax.axvline(0, color="0.2", lw=0.9)
+    ax.set_yticks([l[0] for l in labels])
+    ax.set_yticklabels([l[1] for l in labels], fontsize=8)
+    for tick, (_, _, title) in zip(ax.get_yticklabels(), labels):
+        if title:
+            tick.set_fontweight("bold")
+            tick.set_fontfamily("monospace")
+    ax.set_ylim(y - 0.4, -0.8)  # first candidate at the top
+    ax.set_xlabel("test accuracy difference, candidate − baseline (mean over fresh seeds, 95% CI)")
+    ax.grid(axis="x", alpha=0.3)
+    handles = [Line2D([], [], marker="o", ls="none", color="C0", label="vs the task's best baseline"),
+               Line2D([], [], marker="s", ls="none", color="C3", label="vs ReLU"),
+               Line2D([], [], marker="o", ls="none", color="0.55", markerfacecolor="white",
+                      label=f"not significant (Holm p ≥ {alpha:g})")]
+    ax.legend(handles=handles, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    return fig
+
+
+def score_by_rung_plot(rung_rows: list[dict]):
+    """Each candidate's score at each rung it completed, as lines from rung to rung (a figure), or None
+    when no candidate completed more than rung 0 (a flat run, or nobody promoted yet)."""
+    import matplotlib.pyplot as plt
+
+    by_cand: dict[str, dict[int, float]] = {}
+    labels: dict[int, str] = {}
+    for r in rung_rows:
+        if r.get("status") != "done" or r.get("score") is None:
+            continue
+        by_cand.setdefault(r["candidate_id"], {})[int(r["rung"])] = float(r["score"])
+        lab = (r.get("summary") or {}).get("rung_label")
+        if lab:
+            labels.setdefault(int(r["rung"]), lab)
+    rungs = sorted({k for d in by_cand.values() for k in d})
+    if len(rungs) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    rng = np.random.default_rng(0)
+    only0 = [d[0] for d in by_cand.values() if list(d) == [0]]
+    if only0:  # not promoted: faint points at rung 0
+        ax.scatter(rng.uniform(-0.08, 0.08, len(only0)), only0, s=8, color="0.6", alpha=0.5,
+                   label="not promoted", zorder=1)
+    top = max(rungs)
+    promoted = [d for d in by_cand.values() if len(d) > 1 or (d and min(d) > 0)]
+    labelled: set = set()
+    for d in promoted:
+        ks = sorted(d)
+        reached = ks[-1]
+        colour = "C3" if reached == top else f"C{reached % 10}"
+        label = None if reached in labelled else (
+            f"reached rung {top}" if reached == top else f"stopped at rung {reached}")
+        labelled.add(reached)
+        ax.plot(ks, [d[k] for k in ks], marker="o", ms=3.5, lw=1.1, alpha=0.75, color=colour, zorder=2, label=label)
+    means = [(k, float(np.mean([d[k] for d in promoted if k in d and max(d) == top]))) for k in rungs
+             if any(k in d and max(d) == top for d in promoted)]
+    if sum(max(d) == top for d in promoted) > 1:
+        ax.plot([m[0] for m in means], [m[1] for m in means], color="k", lw=2.2, ls="--", zorder=3,
+                label=f"mean of those reaching rung {top}")
+    ax.axhline(0, color="0.6", lw=0.8, ls="--", label="ReLU")
+    ax.set_xticks(rungs)
+    ax.set_xticklabels([f"rung {k}" + (f"\n{labels[k]}" if k in labels else "") for k in rungs], fontsize=8)
+    ax.set_xlim(min(rungs) - 0.25, max(rungs) + 0.25)
+    ax.set_ylabel("score (improvement over ReLU)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def pareto_plot(rows: list[dict]):
+    """Score vs kernel cost with the Pareto front (a figure); `rows` must all have a score and a cost."""
+    import matplotlib.pyplot as plt
+
+    from actsearch.strategies import pareto_front
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    xs = [r["cost"] for r in rows]
+    ys = [r["score"] for r in rows]
+    front = pareto_front([(y, x) for x, y in zip(xs, ys)])
+    ax.scatter(xs, ys, s=12, alpha=0.5)
+    fx = sorted((xs[i], ys[i]) for i in front)
+    ax.step([p[0] for p in fx], [p[1] for p in fx], where="post", color="C3", label="Pareto front")
+    ax.set_xlabel("kernel cost relative to ReLU")
+    ax.set_ylabel("score")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def has_cost_objective(cfg: dict, ranked: list[dict]) -> bool:
+    """Whether the run has a Pareto front to plot: a cost objective, and a cost for every evaluated candidate."""
+    objectives = list(cfg.get("objectives") or ["score"])
+    return "cost" in objectives and bool(ranked) and all(r.get("cost") is not None for r in ranked)
+
+
+# ------------------------------------------------------------------------------------------ tables
+
+def validation_table(validation: dict) -> str:
+    """The HTML of the validation section's table (and a line on what was validated)."""
+    e = html.escape
+    held = [t for t in validation.get("held_out") or [] if t not in (validation.get("search_tasks") or [])]
+    seeds = validation.get("seeds") or []
+    info = (f"<p>{len(validation.get('candidates') or [])} candidates re-trained on {len(seeds)} fresh seeds"
+            + (f" ({seeds[0]}–{seeds[-1]})" if seeds else "")
+            + f"; search tasks {e(', '.join(validation.get('search_tasks') or [])) or 'none'}, held-out tasks "
+            f"{e(', '.join(held)) or 'none'}; baselines {e(', '.join(validation.get('baselines') or []))}; "
+            f"{validation.get('n_tests', '?')} paired t-tests, Holm-corrected at alpha = "
+            f"{validation.get('alpha', 0.05)}. "
+            "Gap = search score − fresh-seed score (the winner's curse).</p>")
+    head = ("<tr><th>candidate</th><th>rung</th><th>search score [95% CI]</th><th>fresh-seed score [95% CI]</th>"
+            "<th>gap</th><th>held-out score [95% CI]</th><th>verdict</th></tr>")
+    rows = []
+    for c in validation.get("candidates") or []:
+        search = "–" if c.get("search_score") is None else (
+            f"{c['search_score']:+.4f}" + (f" {_ci(c.get('search_ci'))}" if c.get("search_ci") else ""))
+        rows.append(f"<tr class='verdict-{e(str(c.get('verdict_code', '')))}'>"
+                    f"<td><code>{e(c.get('formula') or '')}</code>"
+                    f"<br/><small><code>{e(c.get('id') or '')}</code></small></td><td>{e(str(c.get('rung', '')))}</td>"
+                    f"<td>{search}</td><td>{_score_ci(c.get('fresh'))}</td><td>{_num(c.get('gap'))}</td>"
+                    f"<td>{_score_ci(c.get('held_out'))}</td><td>{e(c.get('verdict') or '')}</td></tr>")
+    for name, ref in (validation.get("reference_scores") or {}).items():
+        if name == "relu":  # 0 by definition
+            continue
+        rows.append(f"<tr class='reference'><td><i>{e(name)} (baseline)</i></td><td></td><td></td>"
+                    f"<td>{_score_ci((ref or {}).get('fresh'))}</td><td></td>"
+                    f"<td>{_score_ci((ref or {}).get('held_out'))}</td><td></td></tr>")
+    return info + f"<table class='validation'>{head}{''.join(rows)}</table>"
+
+
 def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
     import matplotlib
 
@@ -38,13 +263,25 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
     from actsearch.formula import parse_formula
     from actsearch.numeric import evaluate
     from actsearch.store import ResultStore
-    from actsearch.strategies import pareto_front
 
     store = ResultStore(run_dir, mode="read")
-    cfg = store.config() or {}
-    ranked = store.ranked()
-    history = store.history()
+    try:
+        cfg = store.config() or {}
+        ranked = store.ranked()
+        history = store.history()
+        rung_rows = store.rung_rows()
+        validation = store.latest_validation()
+        n_screened = store.n_screened_out()
+        # by reason code (actsearch.rejection); screened-out candidates by the screening check that failed
+        reasons = Counter({code: n for code, n in store.rejection_counts().items() if code != "screened_out"})
+        for text in store.screening_reasons():
+            check = (text or "").split(":", 1)[0].strip()
+            if check in SCREENING_CHECKS:
+                reasons[f"screened_out: {check}"] += 1
+    finally:
+        store.close()
     images: list[tuple[str, str]] = []
+    multi_rung = len({r["rung"] for r in rung_rows if r["status"] == "done"}) > 1
 
     # best so far
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
@@ -55,7 +292,7 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
     ax.plot(n, np.where(np.isfinite(best), best, np.nan), color="C3", label="best so far")
     ax.axhline(0, color="0.6", lw=0.8, ls="--", label="ReLU")
     ax.set_xlabel("evaluations")
-    ax.set_ylabel("score (improvement over ReLU)")
+    ax.set_ylabel("score (improvement over ReLU)" + (", rung 0" if multi_rung else ""))
     ax.legend()
     ax.grid(alpha=0.3)
     images.append(("Best score vs evaluations", _png(fig)))
@@ -81,30 +318,37 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
         axes.flat[0].legend(fontsize=8)
         images.append((f"Top {len(good)}: shapes (solid) and derivatives (dashed)", _png(fig)))
 
-    # Pareto front
-    valid = [r for r in ranked if r["score"] is not None]
-    if valid:
-        fig, ax = plt.subplots(figsize=(6.5, 3.6))
-        has_cost = all(r["cost"] is not None for r in valid)
-        xs = [r["cost"] if has_cost else r["order"] for r in valid]
-        ys = [r["score"] for r in valid]
-        front = pareto_front([(y, x) for x, y in zip(xs, ys)])
-        ax.scatter(xs, ys, s=12, alpha=0.5)
-        fx = sorted((xs[i], ys[i]) for i in front)
-        ax.step([p[0] for p in fx], [p[1] for p in fx], where="post", color="C3", label="Pareto front")
-        ax.set_xlabel("kernel cost relative to ReLU" if has_cost else "evaluation order")
-        ax.set_ylabel("score")
-        ax.legend()
+    # score distribution: where the space's candidates fall relative to ReLU
+    finite = scores[np.isfinite(scores)] if len(scores) else scores
+    if len(finite):
+        fig, ax = plt.subplots(figsize=(6.5, 3.2))
+        ax.hist(finite, bins=min(40, max(10, len(finite) // 3)), color="C0", alpha=0.75)
+        ax.axvline(0, color="0.3", lw=1.0, ls="--", label="ReLU")
+        n_none = len(scores) - len(finite)
+        ax.set_xlabel("score (improvement over ReLU)" + (", rung 0" if multi_rung else ""))
+        ax.set_ylabel("candidates")
+        ax.legend(title=f"{n_none} without a score" if n_none else None, fontsize=8)
         ax.grid(alpha=0.3)
-        images.append(("Pareto front: score vs " + ("cost" if has_cost else "evaluation order"), _png(fig)))
+        images.append(("Score distribution", _png(fig)))
+
+    # score by rung: how promoted candidates' scores move as seeds and tasks are added
+    fig = score_by_rung_plot(rung_rows)
+    if fig is not None:
+        images.append((SCORE_BY_RUNG_TITLE, _png(fig)))
+
+    # Pareto front: only for a run with a cost objective, where every evaluated candidate has a cost
+    if has_cost_objective(cfg, ranked):
+        valid = [r for r in ranked if r["score"] is not None]
+        if valid:
+            images.append((PARETO_TITLE, _png(pareto_plot(valid))))
+
+    # validation forest plot
+    if validation is not None:
+        fig = forest_plot(validation)
+        if fig is not None:
+            images.append((FOREST_TITLE, _png(fig)))
 
     # rejection reasons
-    # by reason code (actsearch.rejection); screened-out candidates by the screening check that failed
-    reasons = Counter({code: n for code, n in store.rejection_counts().items() if code != "screened_out"})
-    for text in store.screening_reasons():
-        check = (text or "").split(":", 1)[0].strip()
-        if check in SCREENING_CHECKS:
-            reasons[f"screened_out: {check}"] += 1
     if reasons:
         fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.4 * len(reasons)))
         items = reasons.most_common()
@@ -115,24 +359,31 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
     def row(i, r):
         score = "" if r["score"] is None else f"{r['score']:+.4f}"
         near = r["nearest"]["name"] or "novel"
-        return (f"<tr><td>{i}</td><td>{score}</td><td><code>{html.escape(r['canonical'] or r['formula'])}</code></td>"
+        return (f"<tr><td>{i}</td><td>{score}</td><td>{_ci(r.get('ci'))}</td><td>{r.get('rung', 0)}</td>"
+                f"<td><code>{html.escape(r['canonical'] or r['formula'])}</code></td>"
                 f"<td>{html.escape(near)}</td><td>{html.escape(r['rejected'] or '')}</td><td><code>{r['id']}</code></td></tr>")
 
     rows_html = "".join(row(i, r) for i, r in enumerate(ranked[:25], 1))
+    validation_html = ""
+    if validation is not None:
+        validation_html = f"<h2>{VALIDATION_TABLE_TITLE}</h2>" + validation_table(validation)
     body = "".join(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b}'/>" for t, b in images)
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>actsearch report: {html.escape(run_dir)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td,th{{padding:2px 8px;text-align:left}}
-img{{max-width:100%}}</style></head><body>
+img{{max-width:100%}}tr.verdict-better td:last-child{{color:#1a7f37}}tr.verdict-worse td:last-child{{color:#b42318}}
+tr.reference{{color:#555}}</style></head><body>
 <h1>actsearch run <code>{html.escape(run_dir)}</code></h1>
 <p>space <b>{html.escape(str(cfg.get('space')))}</b>, strategy <b>{html.escape(str(cfg.get('strategy')))}</b>,
-tasks {html.escape(', '.join(cfg.get('tasks', [])))}, {cfg.get('seeds')} seeds; {len(ranked)} evaluated,
-{sum(1 for r in ranked if r['rejected'])} rejected in training, {store.n_screened_out()} screened out.</p>
-<h2>Top candidates</h2><table><tr><th>#</th><th>score</th><th>formula</th><th>nearest known</th><th>rejected</th><th>id</th></tr>
-{rows_html}</table>{body}</body></html>"""
-    store.close()
+tasks {html.escape(', '.join(cfg.get('tasks', [])))}, {cfg.get('seeds')} seeds, rungs
+{html.escape(str(cfg.get('rungs') or 'default'))}; {len(ranked)} evaluated,
+{sum(1 for r in ranked if r['rejected'])} rejected in training, {n_screened} screened out.</p>
+<h2>Top candidates</h2><p>Ranked by the lower bound of the 95% CI of the score at the highest rung reached.</p>
+<table><tr><th>#</th><th>score</th><th>95% CI</th><th>rung</th><th>formula</th><th>nearest known</th><th>rejected</th>
+<th>id</th></tr>
+{rows_html}</table>{validation_html}{body}</body></html>"""
     try:
         os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-        with open(out_path, "w") as f:
+        with open(out_path, "w", encoding="utf-8") as f:
             f.write(doc)
     except OSError as exc:  # e.g. the default RUN_DIR/report.html of a run kept on read-only media
         from actsearch.store import StoreError

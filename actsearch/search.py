@@ -1,14 +1,26 @@
-"""The search driver: strategy ask/tell, screening, dedup, an executor, and the store as single writer.
+"""The search driver: strategy ask/tell, screening, dedup, staged evaluation, an executor, validation,
+and the store as single writer.
 
     strategy.ask() -> genome -> space.candidate (formula core) -> screen -> dedup by canonical id
         -> batch of candidates -> executor (Ray actors or in-process) -> evaluate_many (population-batched)
-        -> store.record_result -> strategy.tell(genome, score)
+        -> store.record_rung -> strategy.tell(genome, rung-0 score)
+    promotions (actsearch.staging, asynchronous successive halving): a candidate in the top 1/eta of its
+        rung -> the (task, seed) pairs the next rung adds -> executor -> store.record_rung
+        -> strategy.update(genome, score at the higher rung)
+    the end: actsearch.validation (top K on fresh seeds and held-out tasks) -> store.record_validation
+
+Whenever the executor has room the driver submits, in this order, candidates to promote (highest rung
+first) and then new rung-0 candidates; it never waits for a rung to fill.  `budget` counts rung-0
+candidates.
 
 Every ask and tell is logged in order in the store's `events` table.  Resuming replays that log into a
 fresh strategy built with the same seed (asserting that each ask reproduces the logged genome), then
 re-submits the genomes that were asked but never told (in flight when the driver died).  A result that
 was stored but not yet told is told from the store, so nothing is evaluated twice and nothing is lost;
-the run ends with exactly `budget` distinct evaluated candidates.
+the run ends with exactly `budget` distinct evaluated candidates.  Updates are logged in the same
+transaction as the rung result they come from and replayed in order.  Promotions are rows of the store's
+`rungs` table ('promoted', then 'done'): a resumed run rebuilds the promotion book from them and first
+resubmits the promotions that were in flight, so no (candidate, task, seed) is ever trained twice.
 """
 from __future__ import annotations
 
@@ -21,13 +33,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 from actsearch.formula import Candidate, FormulaError
+from actsearch.staging import DEFAULT_ETA, AshaPromotions, estimate_score, parse_rungs, rungs_spec
 from actsearch.store import ResultStore, StoreError
 
 MAX_STALE_ASKS = 5000  # consecutive asks without a new candidate to evaluate
 
 # config keys that must match to resume a run (budget, workers, address may change between sessions)
 RESUME_KEYS = ("space", "space_options", "strategy", "strategy_options", "tasks", "seeds", "steps", "seed",
-               "objectives", "batch")
+               "objectives", "batch", "rungs", "eta")
+# a run made before staged evaluation was flat (one rung) with eta 3
+LEGACY_DEFAULTS = {"rungs": "flat", "eta": 3}
 
 
 @dataclass
@@ -46,8 +61,13 @@ class SearchConfig:
     timeout_s: float = 300.0       # per candidate (a batch of n gets n times it)
     space_options: dict = field(default_factory=dict)
     strategy_options: dict = field(default_factory=dict)
-    baselines: list = field(default_factory=lambda: ["relu"])
+    baselines: list = field(default_factory=lambda: ["relu", "gelu", "silu"])
     executor: str = "ray"          # "ray" or "local" (in-process, for tests and debugging)
+    rungs: Optional[str] = None    # staged evaluation (actsearch.staging): None = default rungs, "flat" = one
+    eta: Optional[int] = None      # promotion: the top 1/eta of a rung (None: 3, or the resumed run's own)
+    validate_top: int = 0          # at the end, validate the top K (0: no validation; the CLI's default is 5)
+    validate_seeds: int = 5        # fresh seeds per validation task
+    validate_tasks: Optional[list] = None  # None: the search tasks and the held-out tasks (validation.py)
 
     def validate(self) -> None:
         # numbers first, before the imports below (torch, ~2 s): a negative worker count made the driver
@@ -82,6 +102,26 @@ class SearchConfig:
         bad = [o for o in self.objectives if o not in ("score", "cost")]
         if bad or not self.objectives or self.objectives[0] != "score":
             raise ValueError(f"--objectives must be 'score' or 'score,cost', got {','.join(self.objectives)}")
+        from actsearch.staging import MAX_SEEDS, parse_rungs
+
+        if self.seeds > MAX_SEEDS:
+            raise ValueError(f"--seeds must be <= {MAX_SEEDS}, got {self.seeds}")
+        if self.eta is not None and (isinstance(self.eta, bool) or not isinstance(self.eta, numbers.Integral)
+                                     or self.eta < 2):
+            raise ValueError(f"--eta must be an integer >= 2, got {self.eta!r}")
+        parse_rungs(self.rungs, self.tasks, self.seeds)
+        for name, value, low in (("--validate-top", self.validate_top, 0), ("--validate-seeds", self.validate_seeds, 2)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.validate_tasks is not None:
+            if not self.validate_tasks:
+                raise ValueError("--validate-tasks is empty; name at least one task or leave it out")
+            self.validate_tasks = [t.name for t in resolve_tasks(self.validate_tasks)]
+
+    def resolved_rungs(self) -> list:
+        from actsearch.staging import parse_rungs
+
+        return parse_rungs(self.rungs, self.tasks, self.seeds)
 
 
 def check_address(address: str, timeout: float = 5.0) -> None:
@@ -184,18 +224,34 @@ class SearchDriver:
         try:
             stored = self.store.config()
             if stored is None:
+                if config.eta is None:
+                    config.eta = DEFAULT_ETA
+                if config.rungs is None:  # the run records the rungs it uses, so a resume needs no --rungs
+                    config.rungs = rungs_spec(config.resolved_rungs())
                 self.store.set_config(asdict(config), {**versions(), "actsearch": __version__})
             else:
-                diff = [k for k in RESUME_KEYS if stored.get(k) != asdict(config).get(k)]
+                stored = {**LEGACY_DEFAULTS, **stored}
+                for key in ("rungs", "eta"):  # not given: the run's own
+                    if getattr(config, key) is None:
+                        setattr(config, key, stored[key])
+                mine = asdict(config)
+                if stored["rungs"] != mine["rungs"] and rungs_spec(config.resolved_rungs()) == rungs_spec(
+                        parse_rungs(stored["rungs"], stored.get("tasks", config.tasks), stored.get("seeds", 2))):
+                    config.rungs = mine["rungs"] = stored["rungs"]  # the same rungs, written another way
+                diff = [k for k in RESUME_KEYS if stored.get(k) != mine.get(k)]
                 if diff:
                     raise StoreError(f"{self.run_dir} was started with different settings ({', '.join(f'{k}={stored.get(k)!r}' for k in diff)}); "
-                                     f"resume with the same settings (only --budget, --workers and --address may change)")
+                                     f"resume with the same settings (only --budget, --workers, --address and the "
+                                     f"validation options may change)")
+            self.rungs = config.resolved_rungs()
+            self.asha = AshaPromotions(len(self.rungs), config.eta)
             self.space = get_space(config.space, **config.space_options)
             self.strategy = make_strategy(config.strategy, self.space, seed=config.seed,
                                           n_objectives=len(config.objectives), **config.strategy_options)
             self.executor = executor
             self.pending: list = []  # genomes asked but not told, to (re)submit
             self._replay()
+            self._restore_promotions()
         except BaseException:
             self.close()
             raise
@@ -215,6 +271,8 @@ class SearchDriver:
                                      f"{genome!r} - the run was made with another version of the space or strategy; "
                                      f"resume it with that version or start a new --run-dir")
                 open_asks.append(genome)
+            elif kind == "update":
+                self.strategy.update(genome, tuple(value) if isinstance(value, list) else value)
             else:
                 self.strategy.tell(genome, tuple(value) if isinstance(value, list) else value)
                 key = json.dumps(genome, sort_keys=True)
@@ -223,6 +281,24 @@ class SearchDriver:
                         del open_asks[i]
                         break
         self.pending = open_asks
+
+    def _restore_promotions(self) -> None:
+        """The promotion book from the store's rungs table; promotions in flight when the driver stopped
+        are resubmitted first (`self.pending_promotions`: rung -> ids, in promotion order)."""
+        self.pending_promotions: dict[int, list] = {}
+        for row in self.store.rung_rows():
+            cid, rung = row["candidate_id"], row["rung"]
+            if rung >= len(self.rungs):
+                raise StoreError(f"{self.run_dir} holds results of rung {rung}, but the run has {len(self.rungs)} rungs; "
+                                 f"the store does not match its settings")
+            if rung > 0 and cid not in self.asha.promoted[rung - 1]:
+                self.asha.mark_promoted(rung - 1, cid)
+            if row["status"] == "done":
+                self.asha.record(rung, cid, row["score"])
+                if cid in self.pending_promotions.get(rung, []):
+                    self.pending_promotions[rung].remove(cid)
+            else:
+                self.pending_promotions.setdefault(rung, []).append(cid)
 
     # -- one candidate's way to the executor
     def _value(self, result: Optional[dict]):
@@ -299,71 +375,115 @@ class SearchDriver:
         cfg = self.config
         t_start = time.time()
         ex = self.executor or make_executor(cfg, self.run_dir)
-        self.inflight_ids: dict[str, list] = {}   # candidate id -> genomes waiting for it
+        self.inflight_ids: dict[str, list] = {}   # rung-0 candidate id -> genomes waiting for it
+        self.inflight_rung: dict[str, int] = {}   # candidate id -> the rung it is being evaluated for
         self._stale = 0
-        inflight_batches = 0
-        queue = list(self.pending)
+        self._exhausted = False
+        self._queue = list(self.pending)
         self.pending = []
-        exhausted = False
+        inflight_batches = 0
         started = self.store.n_results()
         try:
             while True:
-                done = self.store.n_results()
-                if done >= cfg.budget and not self.inflight_ids:
-                    break
-                # fill the executor: batches of up to cfg.batch new candidates, within the budget
-                while (inflight_batches < ex.capacity and not exhausted
-                       and done + len(self.inflight_ids) < cfg.budget):
-                    batch: list = []
-                    while len(batch) < cfg.batch and done + len(self.inflight_ids) + len(batch) < cfg.budget:
-                        if self._stale > MAX_STALE_ASKS:  # the strategy only repeats itself: a finished space
-                            exhausted = True
-                            break
-                        if queue:
-                            genome = queue.pop(0)
-                        else:
-                            genome = self.strategy.ask()
-                            if genome is None:
-                                exhausted = True
-                                break
-                            self.store.log_ask(genome)
-                        prep = self._prepare(genome)
-                        if prep is None:
-                            self._stale += 1
-                            continue
-                        kind, c, g = prep
-                        if kind == "wait" or any(c.id == b.id for b, _ in batch):
-                            self.inflight_ids.setdefault(c.id, []).append(g)
-                            self._stale += 1
-                            continue
-                        self._stale = 0
-                        batch.append((c, g))
-                    if not batch:
+                # fill the executor: promotions first (highest rung first), then new rung-0 candidates
+                while inflight_batches < ex.capacity:
+                    job = self._promotion_batch() or self._new_batch()
+                    if job is None:
                         break
-                    for c, g in batch:
-                        self.inflight_ids.setdefault(c.id, []).append(g)
-                    ex.submit([(c.id, c.source or c.formula, dict(c.params)) for c, _ in batch])
+                    rung, items, plan = job
+                    ex.submit(items, plan, timeout_s=cfg.timeout_s * max(
+                        1.0, sum(map(len, plan.values())) / self.rungs[0].n_pairs))
                     inflight_batches += 1
-                if inflight_batches == 0:
-                    if exhausted or done >= cfg.budget:
-                        # only waiters on nothing can remain here
-                        for cid in list(self.inflight_ids):
-                            self._tell_waiters(cid, self.store.result(cid))
-                        break
-                    continue
+                if inflight_batches == 0:  # nothing to promote, the budget spent (or the space exhausted)
+                    for cid in list(self.inflight_ids):  # only waiters on nothing can remain here
+                        self._tell_waiters(cid, self.store.result(cid))
+                    break
                 for outcome in ex.wait():
                     inflight_batches -= 1
                     for cid, report, worker, wall in outcome:
-                        self._tell_waiters(cid, self._record(cid, report, worker, wall))
+                        rung = self.inflight_rung.pop(cid, 0)
+                        result = self._record(cid, rung, report, worker, wall)
+                        if rung == 0:
+                            self._tell_waiters(cid, result)
                     self.progress(self.status(t_start, started))
+            summary = self.status(t_start, started)
+            summary["exhausted"] = self._exhausted
+            if len(cfg.objectives) > 1:
+                summary["pareto"] = self.pareto()
+            if cfg.validate_top > 0:
+                from actsearch.validation import validate_store
+
+                summary["validation"] = validate_store(
+                    self.store, ex, top=cfg.validate_top, seeds=cfg.validate_seeds, tasks=cfg.validate_tasks,
+                    progress=lambda st: self.progress({**self.status(t_start, started), "validation": st}))
         finally:
             if self.executor is None:
                 ex.shutdown()
-        summary = self.status(t_start, started)
-        summary["exhausted"] = exhausted
-        if len(cfg.objectives) > 1:
-            summary["pareto"] = self.pareto()
+        summary["elapsed_s"] = time.time() - t_start
         return summary
+
+    def _items(self, ids) -> list:
+        out = []
+        for cid in ids:
+            c = self.store.candidate(cid)
+            out.append((cid, c["formula"], dict(c["params"] or {})))
+        return out
+
+    def _promotion_batch(self) -> Optional[tuple]:
+        """(rung, items, plan) of up to `batch` candidates to promote, or None.  Promotions found in flight
+        by a resume come first; they are already recorded, so they are not recorded again."""
+        for rung in sorted(self.pending_promotions, reverse=True):
+            ids = self.pending_promotions[rung][:self.config.batch]
+            if ids:
+                del self.pending_promotions[rung][:len(ids)]
+                return self._submit_promotion(rung, ids, record=False)
+        frm, ids = self.asha.next_promotions(self.config.batch)
+        if not ids:
+            return None
+        return self._submit_promotion(frm + 1, ids, record=True)
+
+    def _submit_promotion(self, rung: int, ids: list, record: bool) -> tuple:
+        for cid in ids:
+            if record:
+                self.store.promote(cid, rung)
+                self.asha.mark_promoted(rung - 1, cid)
+            self.inflight_rung[cid] = rung
+        return rung, self._items(ids), self.rungs[rung].delta(self.rungs[rung - 1])
+
+    def _new_batch(self) -> Optional[tuple]:
+        """(0, items, plan) of up to `batch` new candidates within the budget, or None."""
+        cfg = self.config
+        done = self.store.n_results()
+        batch: list = []
+        while not self._exhausted and len(batch) < cfg.batch and done + len(self.inflight_ids) + len(batch) < cfg.budget:
+            if self._stale > MAX_STALE_ASKS:  # the strategy only repeats itself: a finished space
+                self._exhausted = True
+                break
+            if self._queue:
+                genome = self._queue.pop(0)
+            else:
+                genome = self.strategy.ask()
+                if genome is None:
+                    self._exhausted = True
+                    break
+                self.store.log_ask(genome)
+            prep = self._prepare(genome)
+            if prep is None:
+                self._stale += 1
+                continue
+            kind, c, g = prep
+            if kind == "wait" or any(c.id == b.id for b, _ in batch):
+                self.inflight_ids.setdefault(c.id, []).append(g)
+                self._stale += 1
+                continue
+            self._stale = 0
+            batch.append((c, g))
+        if not batch:
+            return None
+        for c, g in batch:
+            self.inflight_ids.setdefault(c.id, []).append(g)
+            self.inflight_rung[c.id] = 0
+        return 0, [(c.id, c.source or c.formula, dict(c.params)) for c, _ in batch], self.rungs[0].pairs()
 
     def pareto(self) -> list[dict]:
         """The Pareto front of (score up, cost down) over the evaluated candidates."""
@@ -374,21 +494,51 @@ class SearchDriver:
         return sorted(({"id": rows[i]["id"], "formula": rows[i]["formula"], "score": rows[i]["score"],
                         "cost": rows[i]["cost"]} for i in front), key=lambda d: d["cost"])
 
-    def _record(self, cid: str, report: dict, worker: str, wall: float) -> dict:
+    def _estimate(self, cid: str, rung: int, report: dict):
+        """The candidate's score over every (task, seed) of `rung`: its stored trainings and those of
+        `report`, against the baselines' (the run's, and those trained with `report`)."""
+        from actsearch.tasks import get_task
+
+        cand = self.store.accuracies(cid)
+        base = self.store.baseline_accuracies()
+        for task, t in report.get("tasks", {}).items():
+            seeds = t.get("seeds", report.get("seeds", []))
+            cand.setdefault(task, {}).update(zip(seeds, t["candidate"]["per_seed"]))
+            for name, b in (t.get("baselines") or {}).items():
+                for seed, acc in zip(seeds, b.get("per_seed", [])):
+                    base.setdefault(task, {}).setdefault(name, {}).setdefault(seed, acc)
+        pairs = self.rungs[rung].pairs()
+        return estimate_score(cand, base, {t: get_task(t).chance for t in pairs}, pairs,
+                              compare=[b for b in self.config.baselines if b != "relu"])
+
+    def _record(self, cid: str, rung: int, report: dict, worker: str, wall: float) -> dict:
         cfg = self.config
-        score = report.get("score")
+        est = self._estimate(cid, rung, report) if report.get("tasks") else None
+        score = est.score if est is not None and est.score is not None else report.get("score")
+        if rung > 0 and est is not None and est.score is None:
+            score = None  # a rung the candidate did not complete has no score of its own
         if score is not None and score != score:  # NaN
             score = None
         cost = None
         if "cost" in cfg.objectives:  # measured by the worker; the static estimate when it could not be
             cost = report.get("cost")
-            if cost is None:
+            if cost is None and rung == 0:
                 try:
                     cost = candidate_cost(self.space.candidate(self.store.candidate(cid)["genome"]))
                 except Exception:  # noqa: BLE001 - no cost is better than a crashed search
                     cost = None
-        self.store.record_result(cid, score, report, cost=cost, wall_s=wall, worker=worker,
-                                 reason_code=rejection_code(report))
+        updates: list = []
+        if rung > 0:  # the strategy learns the value at the candidate's highest rung
+            value = None if score is None else (
+                float(score) if len(cfg.objectives) == 1 else (float(score), float(self.store.result(cid)["cost"] or 0.0)))
+            updates = [(g, value) for g in self.store.told_genomes(cid)]
+        summary = {**est.to_dict(), "rung": rung, "rung_label": self.rungs[rung].label()} if est is not None else None
+        self.store.record_rung(cid, rung, report, score, lcb=est.lcb if est is not None else None, summary=summary,
+                               cost=cost, wall_s=wall, worker=worker,
+                               reason_code=rejection_code(report) if rung == 0 else None, updates=updates)
+        self.asha.record(rung, cid, score)
+        for g, value in updates:
+            self.strategy.update(g, value)
         return self.store.result(cid)
 
     def _tell_waiters(self, cid: str, result: Optional[dict]) -> None:
@@ -402,8 +552,17 @@ class SearchDriver:
         n = self.store.n_results()
         el = time.time() - t_start
         best = ranked[0] if ranked else None  # ranked puts rejected candidates last
+        spent = self.store.rung_spending()
+        rungs = []
+        for r, c in zip(self.rungs, self.asha.counts()):
+            rungs.append({**r.to_dict(), "label": r.label(), "completed": c["completed"],
+                          "promoted": c["promoted"], "in_flight": sum(1 for k in self.inflight_rung.values() if k == r.index)
+                          if hasattr(self, "inflight_rung") else 0,
+                          "trainings": spent.get(r.index, {}).get("trainings", 0),
+                          "wall_s": spent.get(r.index, {}).get("wall_s", 0.0)})
         return {"run_dir": self.run_dir, "evaluated": n, "budget": self.config.budget,
                 "rejected": self.store.n_rejected(), "screened_out": self.store.n_screened_out(),
-                "rejections": self.store.rejection_counts(),
+                "rejections": self.store.rejection_counts(), "eta": self.config.eta, "rungs": rungs,
                 "elapsed_s": el, "rate_per_min": 60 * (n - started) / el if el > 0 else 0.0,
-                "best": ({"id": best["id"], "formula": best["formula"], "score": best["score"]} if best else None)}
+                "best": ({"id": best["id"], "formula": best["formula"], "score": best["score"], "rung": best["rung"],
+                          "lcb": best["lcb"]} if best else None)}

@@ -35,13 +35,15 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from actsearch import __version__
 from actsearch.rejection import RejectionReason, code_of, code_of_report
 
-SCHEMA_VERSION = 2
-KNOWN_SCHEMAS = (1, 2)  # 1: no reason codes (read as NULL; migrated to 2 in place when opened for writing)
+SCHEMA_VERSION = 3
+# 1: no reason codes (read as NULL); 2: no rungs, baselines, validations (a flat search: every result is
+# rung 0); older stores are read as they are and migrated in place, in one transaction, when opened for writing
+KNOWN_SCHEMAS = (1, 2, 3)
 MODES = ("read", "write", "create")
 LOCK_NAME = ".lock"          # RUN_DIR/.lock: flock'ed by the one writer for its lifetime, never deleted
 UNCLASSIFIED = "unclassified"  # rejection_counts' key for a rejection text with no reason code (schema-1 runs)
@@ -49,7 +51,7 @@ UNCLASSIFIED = "unclassified"  # rejection_counts' key for a rejection text with
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('ask', 'tell')),
+    seq INTEGER PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('ask', 'tell', 'update')),
     genome TEXT NOT NULL, value TEXT, candidate_id TEXT, note TEXT);
 CREATE TABLE IF NOT EXISTS candidates (
     id TEXT PRIMARY KEY, formula TEXT NOT NULL, canonical TEXT, params TEXT, genome TEXT,
@@ -60,8 +62,18 @@ CREATE TABLE IF NOT EXISTS evaluations (
     wall_s REAL, worker TEXT, PRIMARY KEY (candidate_id, task, seed));
 CREATE TABLE IF NOT EXISTS results (
     candidate_id TEXT PRIMARY KEY, score REAL, cost REAL, rejected TEXT, report TEXT,
-    wall_s REAL, worker TEXT, finished REAL, n INTEGER, reason_code TEXT);
+    wall_s REAL, worker TEXT, finished REAL, n INTEGER, reason_code TEXT, rung INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS rungs (
+    candidate_id TEXT NOT NULL, rung INTEGER NOT NULL, status TEXT NOT NULL CHECK (status IN ('promoted', 'done')),
+    score REAL, lcb REAL, rejected TEXT, summary TEXT, promoted REAL, finished REAL, seq INTEGER,
+    PRIMARY KEY (candidate_id, rung));
+CREATE TABLE IF NOT EXISTS baselines (
+    task TEXT NOT NULL, name TEXT NOT NULL, seed INTEGER NOT NULL, accuracy REAL, PRIMARY KEY (task, name, seed));
+CREATE TABLE IF NOT EXISTS validations (id INTEGER PRIMARY KEY, created REAL, settings TEXT, summary TEXT);
 """
+
+# schema 3's additions to schema 2, for the migration (events is rebuilt: its CHECK gains 'update')
+_SCHEMA_3_TABLES = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS rungs"):]
 
 # the columns a store of each known schema version has (a file that lacks one is not such a store)
 _COLUMNS_V1 = {
@@ -75,6 +87,11 @@ _COLUMNS_V1 = {
 _COLUMNS = {1: _COLUMNS_V1,
             2: {**_COLUMNS_V1, "candidates": _COLUMNS_V1["candidates"] + ("reason_code",),
                 "results": _COLUMNS_V1["results"] + ("reason_code",)}}
+_COLUMNS[3] = {**_COLUMNS[2], "results": _COLUMNS[2]["results"] + ("rung",),
+               "rungs": ("candidate_id", "rung", "status", "score", "lcb", "rejected", "summary", "promoted",
+                         "finished", "seq"),
+               "baselines": ("task", "name", "seed", "accuracy"),
+               "validations": ("id", "created", "settings", "summary")}
 
 
 class StoreError(Exception):
@@ -349,20 +366,37 @@ class ResultStore:
         self.schema = version
 
     def _migrate(self) -> None:
-        """Schema 1 -> 2, in place, in one transaction: the reason_code columns, filled where the stored
-        rejection text leads with a code and for screened-out candidates."""
+        """Schema 1 -> 2 -> 3, in place, in one transaction.  2: the reason_code columns, filled where the
+        stored rejection text leads with a code and for screened-out candidates.  3: results.rung (0: an
+        old run is a flat search), the rungs, baselines and validations tables (every old result becomes
+        a completed rung-0 row), and the events table rebuilt so that its kind may be 'update'."""
         with self._guard():
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                for table in ("results", "candidates"):
-                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN reason_code TEXT")
-                for cid, text in self.db.execute("SELECT candidate_id, rejected FROM results "
-                                                 "WHERE rejected IS NOT NULL").fetchall():
-                    code = code_of(text)
-                    if code is not None:
-                        self.db.execute("UPDATE results SET reason_code = ? WHERE candidate_id = ?", (code.value, cid))
-                self.db.execute("UPDATE candidates SET reason_code = ? WHERE screening_passed = 0",
-                                (RejectionReason.SCREENED_OUT.value,))
+                if self.schema < 2:
+                    for table in ("results", "candidates"):
+                        self.db.execute(f"ALTER TABLE {table} ADD COLUMN reason_code TEXT")
+                    for cid, text in self.db.execute("SELECT candidate_id, rejected FROM results "
+                                                     "WHERE rejected IS NOT NULL").fetchall():
+                        code = code_of(text)
+                        if code is not None:
+                            self.db.execute("UPDATE results SET reason_code = ? WHERE candidate_id = ?",
+                                            (code.value, cid))
+                    self.db.execute("UPDATE candidates SET reason_code = ? WHERE screening_passed = 0",
+                                    (RejectionReason.SCREENED_OUT.value,))
+                if "rung" not in {row[1] for row in self.db.execute("PRAGMA table_info(results)")}:
+                    self.db.execute("ALTER TABLE results ADD COLUMN rung INTEGER NOT NULL DEFAULT 0")
+                for stmt in _SCHEMA_3_TABLES.split(";"):
+                    if stmt.strip():
+                        self.db.execute(stmt)
+                self.db.execute("ALTER TABLE events RENAME TO events_v2")
+                self.db.execute(_SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS events"):
+                                        _SCHEMA.index("CREATE TABLE IF NOT EXISTS candidates")].strip().rstrip(";"))
+                self.db.execute("INSERT INTO events SELECT seq, kind, genome, value, candidate_id, note FROM events_v2")
+                self.db.execute("DROP TABLE events_v2")
+                self.db.execute("INSERT INTO rungs (candidate_id, rung, status, score, lcb, rejected, summary, promoted,"
+                                " finished, seq) SELECT candidate_id, 0, 'done', score, NULL, rejected, NULL, NULL,"
+                                " finished, n FROM results")
                 self._set_meta("schema_version", SCHEMA_VERSION)
                 self._set_meta("migrated", {"from": self.schema, "to": SCHEMA_VERSION, "by": __version__,
                                             "at": time.time()})
@@ -484,34 +518,180 @@ class ResultStore:
 
     def record_result(self, candidate_id: str, score: Optional[float], report: dict, cost: Optional[float] = None,
                       wall_s: float = 0.0, worker: str = "", reason_code: Optional[str] = None) -> None:
-        """The evaluation of one candidate: its per-(task, seed) trainings and its summary, atomically.
-        reason_code: a RejectionReason value; when None, the report's rejection's code, or the code that
-        leads the rejection text ("code: detail")."""
+        """The rung-0 evaluation of one candidate: its per-(task, seed) trainings, the baselines trained
+        with them, and its summary, atomically.  reason_code: a RejectionReason value; when None, the
+        report's rejection's code, or the code that leads the rejection text ("code: detail")."""
+        self.record_rung(candidate_id, 0, report, score, cost=cost, wall_s=wall_s, worker=worker,
+                         reason_code=reason_code)
+
+    def record_rung(self, candidate_id: str, rung: int, report: dict, score: Optional[float],
+                    lcb: Optional[float] = None, summary: Optional[dict] = None, cost: Optional[float] = None,
+                    wall_s: float = 0.0, worker: str = "", reason_code: Optional[str] = None,
+                    updates: Sequence = ()) -> None:
+        """One candidate's evaluation at `rung`, atomically: the (task, seed) trainings of `report` (what
+        the rung added), the baselines' accuracies trained with them, the rung's row (score over all of
+        the rung's tasks and seeds, its lower confidence bound, `summary`), and the results row: created
+        at rung 0 (a plain INSERT: evaluating a candidate twice is a bug, and fails loudly), its score
+        and rung moved up at a higher rung; `updates`, (genome, value) pairs, go to the strategy log as
+        'update' events in the same transaction, so a resumed run's strategy gets them exactly once."""
         self._writable()
         db = self._db()
         rejected = report.get("rejected") or next(
-            (f"{name}: {t['rejected']}" for name, t in report.get("tasks", {}).items() if t["rejected"]), None)
+            (f"{name}: {t['rejected']}" for name, t in report.get("tasks", {}).items() if t.get("rejected")), None)
         code = _reason_code(reason_code, report)
+        now = time.time()
         with self._guard():
             db.execute("BEGIN IMMEDIATE")
             try:
-                for task, t in report.get("tasks", {}).items():
-                    for seed, acc in zip(report.get("seeds", []), t["candidate"]["per_seed"]):
-                        db.execute("INSERT INTO evaluations (candidate_id, task, seed, metrics, wall_s, worker) "
-                                   "VALUES (?,?,?,?,?,?)",
-                                   (candidate_id, task, int(seed), _dumps({"accuracy": acc, "rejected": t["rejected"]}),
-                                    t.get("candidate_wall_s", 0.0) / max(1, len(report.get("seeds", [1]))), worker))
-                n = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-                # plain INSERTs: evaluating a candidate twice is a bug, and fails loudly here
-                db.execute("INSERT INTO results (candidate_id, score, cost, rejected, report, wall_s, worker, finished,"
-                           " n, reason_code) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                           (candidate_id, score, cost, rejected, _dumps(report), wall_s, worker, time.time(), n + 1,
-                            code))
+                self._insert_trainings(db, candidate_id, report, worker, rung)
+                if rung == 0:
+                    n = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+                    db.execute("INSERT INTO results (candidate_id, score, cost, rejected, report, wall_s, worker, "
+                               "finished, n, reason_code) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                               (candidate_id, score, cost, rejected, _dumps(report), wall_s, worker, now, n + 1, code))
+                else:
+                    db.execute("UPDATE results SET score = ?, rung = ? WHERE candidate_id = ?",
+                               (score, rung, candidate_id))
+                if self.schema >= 3:
+                    seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM rungs").fetchone()[0]
+                    db.execute("INSERT INTO rungs (candidate_id, rung, status, score, lcb, rejected, summary, "
+                               "promoted, finished, seq) VALUES (?,?,'done',?,?,?,?,NULL,?,?) "
+                               "ON CONFLICT (candidate_id, rung) DO UPDATE SET status = 'done', score = excluded.score,"
+                               " lcb = excluded.lcb, rejected = excluded.rejected, summary = excluded.summary, "
+                               "finished = excluded.finished, seq = excluded.seq",
+                               (candidate_id, rung, score, lcb, rejected, None if summary is None else _dumps(summary),
+                                now, seq))
+                for genome, value in updates:
+                    db.execute("INSERT INTO events (kind, genome, value, candidate_id, note) VALUES "
+                               "('update', ?, ?, ?, ?)", (_dumps(genome), _dumps(value), candidate_id, f"rung {rung}"))
                 db.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
                 raise
+
+    def _insert_trainings(self, db, candidate_id: str, report: dict, worker: str, tag) -> None:
+        """The report's (task, seed) trainings of the candidate (plain INSERTs: training a pair twice is a
+        bug) and of the baselines (the first result of a baseline's pair is kept), inside a transaction."""
+        for task, t in report.get("tasks", {}).items():
+            seeds = t.get("seeds", report.get("seeds", []))
+            for seed, acc in zip(seeds, t["candidate"]["per_seed"]):
+                db.execute("INSERT INTO evaluations (candidate_id, task, seed, metrics, wall_s, worker) "
+                           "VALUES (?,?,?,?,?,?)",
+                           (candidate_id, task, int(seed), _dumps({"accuracy": acc, "rejected": t["rejected"],
+                                                                   "rung": tag}),
+                            t.get("candidate_wall_s", 0.0) / max(1, len(seeds)), worker))
+            if self.schema >= 3:
+                for name, b in (t.get("baselines") or {}).items():
+                    for seed, acc in zip(seeds, b.get("per_seed", [])):
+                        db.execute("INSERT OR IGNORE INTO baselines (task, name, seed, accuracy) VALUES "
+                                   "(?,?,?,?)", (task, name, int(seed), acc))
+
+    def search_seeds(self) -> set[int]:
+        """The seeds of every training of the search (validation trainings excluded)."""
+        return {int(seed) for (seed,) in self._all(
+            "SELECT DISTINCT seed FROM evaluations WHERE COALESCE(json_extract(metrics, '$.rung'), 0) != 'validation'")}
+
+    def record_trainings(self, candidate_id: str, report: dict, worker: str = "", tag: str = "validation") -> None:
+        """Trainings outside the search's rungs (validation): evaluations tagged `tag`, and baselines."""
+        self._writable()
+        db = self._db()
+        with self._guard():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._insert_trainings(db, candidate_id, report, worker, tag)
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+
+    # -- staged evaluation
+    def promote(self, candidate_id: str, rung: int) -> None:
+        """Record that `candidate_id` was promoted to `rung` (submitted, not yet trained there)."""
+        self._write("INSERT INTO rungs (candidate_id, rung, status, promoted, seq) VALUES "
+                    "(?, ?, 'promoted', ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM rungs))",
+                    (candidate_id, int(rung), time.time()))
+
+    def rung_rows(self) -> list[dict]:
+        """Every rung row in the order it was last changed: {candidate_id, rung, status, score, lcb,
+        rejected, summary}.  A store older than schema 3 (a flat search) has one done rung-0 row per result."""
+        if self.schema < 3:
+            rows = self._all("SELECT candidate_id, 0, 'done', score, NULL, rejected, NULL FROM results ORDER BY n")
+        else:
+            rows = self._all("SELECT candidate_id, rung, status, score, lcb, rejected, summary FROM rungs ORDER BY seq")
+        with self._guard():
+            return [{"candidate_id": c, "rung": r, "status": st, "score": sc, "lcb": lcb, "rejected": rej,
+                     "summary": json.loads(summ) if summ else None} for c, r, st, sc, lcb, rej, summ in rows]
+
+    def pooled_spreads(self) -> dict:
+        """rung -> staging.PooledSpread of the per-seed scores of the candidates that completed it (not
+        rejected), the spread behind the rankings' intervals."""
+        from actsearch.staging import pooled_spread
+
+        lists: dict[int, list] = {}
+        for row in self.rung_rows():
+            if row["status"] == "done" and row["summary"] and not row["rejected"] and row["score"] is not None:
+                lists.setdefault(row["rung"], []).append(row["summary"].get("per_seed") or [])
+        return {k: p for k, p in ((k, pooled_spread(v)) for k, v in lists.items()) if p is not None}
+
+    def log_update(self, genome, value, candidate_id: Optional[str] = None, note: Optional[str] = None) -> int:
+        """A better value for a told genome (the candidate's value at a higher rung), in the strategy's log."""
+        return self._write("INSERT INTO events (kind, genome, value, candidate_id, note) VALUES ('update', ?, ?, ?, ?)",
+                           (_dumps(genome), _dumps(value), candidate_id, note)).lastrowid
+
+    def told_genomes(self, candidate_id: str) -> list:
+        """The genomes told a value of `candidate_id` (several when duplicates were proposed), first tell first."""
+        rows = self._all("SELECT genome FROM events WHERE kind = 'tell' AND candidate_id = ? ORDER BY seq",
+                         (candidate_id,))
+        with self._guard():
+            out, seen = [], set()
+            for (g,) in rows:
+                if g not in seen:
+                    seen.add(g)
+                    out.append(json.loads(g))
+            return out
+
+    def accuracies(self, candidate_id: str) -> dict[str, dict[int, float]]:
+        """task -> seed -> test accuracy of every stored training of `candidate_id` (search and validation)."""
+        out: dict[str, dict[int, float]] = {}
+        with self._guard():
+            for task, seed, metrics in self._all("SELECT task, seed, metrics FROM evaluations WHERE candidate_id = ?",
+                                                 (candidate_id,)):
+                out.setdefault(task, {})[int(seed)] = json.loads(metrics)["accuracy"]
+        return out
+
+    def baseline_accuracies(self) -> dict[str, dict[str, dict[int, float]]]:
+        """task -> baseline name -> seed -> test accuracy, of the baselines trained in this run (a store
+        older than schema 3 keeps them only in its reports, which are read)."""
+        out: dict = {}
+        if self.schema >= 3:
+            for task, name, seed, acc in self._all("SELECT task, name, seed, accuracy FROM baselines"):
+                out.setdefault(task, {}).setdefault(name, {})[int(seed)] = acc
+            return out
+        with self._guard():
+            for (report,) in self._all("SELECT report FROM results"):
+                rep = json.loads(report)
+                for task, t in rep.get("tasks", {}).items():
+                    seeds = t.get("seeds", rep.get("seeds", []))
+                    for name, b in (t.get("baselines") or {}).items():
+                        for seed, acc in zip(seeds, b.get("per_seed", [])):
+                            out.setdefault(task, {}).setdefault(name, {}).setdefault(int(seed), acc)
+        return out
+
+    def record_validation(self, settings: dict, summary: dict) -> int:
+        return self._write("INSERT INTO validations (created, settings, summary) VALUES (?, ?, ?)",
+                           (time.time(), _dumps(settings), _dumps(summary))).lastrowid
+
+    def latest_validation(self) -> Optional[dict]:
+        """The last validation's summary (actsearch.validation), or None."""
+        if self.schema < 3:
+            return None
+        rows = self._all("SELECT id, created, summary FROM validations ORDER BY id DESC LIMIT 1")
+        if not rows:
+            return None
+        with self._guard():
+            return {**json.loads(rows[0][2]), "validation_id": rows[0][0], "created": rows[0][1]}
 
     def result(self, candidate_id: str) -> Optional[dict]:
         rows = self._all(f"SELECT score, cost, rejected, report, {self._col()} FROM results WHERE candidate_id = ?",
@@ -536,23 +716,58 @@ class ResultStore:
         return self._all("SELECT COUNT(*) FROM evaluations")[0][0]
 
     def ranked(self, n: Optional[int] = None) -> list[dict]:
-        """Evaluated candidates, best score first (rejected ones last)."""
+        """Evaluated candidates, best first by the conservative ranking of actsearch.staging.ranking_key:
+        valid before rejected, then the lower 95% confidence bound of the score at the candidate's
+        highest rung, then the score.  Each row has the rung reached and that rung's estimate."""
+        from actsearch.staging import ranking_key
+
         sql = ("SELECT r.candidate_id, c.formula, c.canonical, c.params, r.score, r.cost, r.rejected, r.report, "
                f"c.nearest_name, c.nearest_distance, r.n, {self._col('r.')} FROM results r "
-               "JOIN candidates c ON c.id = r.candidate_id ORDER BY (r.rejected IS NOT NULL), r.score DESC, r.n")
-        rows = self._all(sql + (f" LIMIT {int(n)}" if n else ""))
+               "JOIN candidates c ON c.id = r.candidate_id ORDER BY r.n")
+        rows = self._all(sql)
+        top: dict[str, dict] = {}
+        for row in self.rung_rows():
+            if row["status"] == "done" and row["rung"] >= top.get(row["candidate_id"], {"rung": -1})["rung"]:
+                top[row["candidate_id"]] = row
+        spread = self.pooled_spreads()
+        for row in top.values():  # the interval with the spread pooled over the candidate's rung
+            summ, pool = row["summary"], spread.get(row["rung"])
+            ci = (pool.interval(row["score"], len(summ.get("per_seed") or []))
+                  if summ and pool is not None and row["score"] is not None else None)
+            row["lcb"], row["ci"] = (ci[0], ci) if ci else (None, None)
         out = []
         with self._guard():
             for cid, formula, canonical, params, score, cost, rejected, report, nname, ndist, order, code in rows:
+                rung = top.get(cid) or {"rung": 0, "lcb": None, "summary": None, "rejected": None}
+                summary = rung["summary"] or {}
                 out.append({"id": cid, "formula": formula, "canonical": canonical,
                             "params": json.loads(params or "{}"), "score": score, "cost": cost,
-                            "rejected": rejected, "reason_code": code, "report": json.loads(report),
-                            "nearest": {"name": nname, "distance": ndist}, "order": order})
-        return out
+                            "rejected": rejected or rung["rejected"], "reason_code": code, "report": json.loads(report),
+                            "nearest": {"name": nname, "distance": ndist}, "order": order,
+                            "rung": rung["rung"], "lcb": rung["lcb"], "ci": rung.get("ci"),
+                            "estimate": rung["summary"]})
+        out.sort(key=lambda r: ranking_key(r["score"], r["lcb"], r["rejected"] is not None, r["order"]))
+        return out[:int(n)] if n else out
 
     def history(self) -> list[tuple[int, Optional[float], Optional[str]]]:
         """(evaluation number, score, rejected) in the order results arrived."""
+        if self.schema >= 3:  # the rung-0 score: results.score moves up with the candidate's rung
+            return [tuple(r) for r in self._all(
+                "SELECT r.n, COALESCE(g.score, r.score), r.rejected FROM results r LEFT JOIN rungs g "
+                "ON g.candidate_id = r.candidate_id AND g.rung = 0 ORDER BY r.n")]
         return [tuple(r) for r in self._all("SELECT n, score, rejected FROM results ORDER BY n")]
+
+    def rung_spending(self) -> dict[int, dict]:
+        """rung -> {"trainings": candidate (task, seed) trainings, "wall_s": their worker seconds}, from the
+        evaluations table (validation trainings, whose rung is "validation", are counted apart)."""
+        out: dict = {}
+        with self._guard():
+            for metrics, wall in self._all("SELECT metrics, wall_s FROM evaluations"):
+                rung = json.loads(metrics).get("rung", 0)
+                d = out.setdefault(rung, {"trainings": 0, "wall_s": 0.0})
+                d["trainings"] += 1
+                d["wall_s"] += wall or 0.0
+        return out
 
     def screening_reasons(self) -> list[str]:
         return [r[0] for r in self._all("SELECT screening_reason FROM candidates WHERE screening_passed = 0")]

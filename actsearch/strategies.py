@@ -15,6 +15,9 @@ Contract (what a driver must know):
   (n_objectives = m > 1): a tuple of m floats; objective 0 (the score) is maximised, objectives
   1..m-1 (costs) are minimised.  None means the candidate was rejected (invalid formula, NaN during
   training, screening failure...); a value containing NaN is treated as None.
+* Updates.  With staged evaluation a told genome may later get a better estimate of its value (more
+  seeds and tasks at a higher rung): `update(genome, value)`.  Evolution replaces the value of the
+  member if it is still in the population; random, exhaustive and Optuna ignore updates.
 * Asynchronous use.  ask() may be called any number of times before the matching tell()s, and tells
   may come in any order.  Every tell must match an outstanding ask of an equal genome (compared by
   its canonical JSON); telling a genome with no outstanding ask raises KeyError.  A genome may be
@@ -171,6 +174,14 @@ class Strategy(ABC):
         self.n_told += 1
         self._tell(key, genome, normalised)
 
+    def update(self, genome: Genome, value: Optional[Union[float, Sequence[float]]]) -> None:
+        """A better estimate of the value of a genome already told (staged evaluation: the value at the
+        candidate's highest rung, on more tasks and seeds, replaces its rung-0 value).  Strategies that
+        keep values use it (evolution updates the member if it is still in the population); the others
+        ignore it (random, exhaustive; Optuna, whose finished trials cannot be told again, keeps the
+        rung-0 value).  Deterministic, and logged by the driver like tells, so replay stays exact."""
+        self._update(genome_key(genome), genome, self._normalise(value))
+
     def pending(self) -> list[Genome]:
         """Genomes asked but not yet told, one entry per outstanding ask (order of first ask)."""
         return [g for k, g in self._pending_genomes.items() for _ in range(self._pending[k])]
@@ -190,6 +201,9 @@ class Strategy(ABC):
 
     def _tell(self, key: str, genome: Genome, value: Optional[Value]) -> None:
         """Learn from a value (already normalised: float, m-tuple of floats, or None)."""
+
+    def _update(self, key: str, genome: Genome, value: Optional[Value]) -> None:
+        """Replace the value of a told genome (already normalised); default: ignored."""
 
     def _normalise(self, value: Any) -> Optional[Value]:
         if value is None:
@@ -288,6 +302,13 @@ class EvolutionStrategy(Strategy):
         self.population.append(_Member(genome, value))
         if len(self.population) > self.population_size:
             self.population.popleft()
+        self._fitness_cache = None
+
+    def _update(self, key: str, genome: Genome, value: Optional[Value]) -> None:
+        # every member of that genome still in the population (aged-out members are gone, as in the paper)
+        for m in self.population:
+            if genome_key(m.genome) == key:
+                m.value = value
         self._fitness_cache = None
 
     def _fitness(self) -> list[tuple]:

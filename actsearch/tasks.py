@@ -114,6 +114,21 @@ class MNIST1DMLP(Task):
         return MLP(members)
 
 
+class MNIST1DMLPDeep(Task):
+    """A held-out validation task, larger than the search tasks: mnist1d-mlp's data and budget with a
+    plain (no residuals, no normalization) MLP of 5 hidden layers of 128, so the activation's effect on
+    gradient flow through depth shows.  Not part of `all`."""
+    name = "mnist1d-mlp-deep"
+    description = "MNIST-1D (generated locally), MLP 40-128x5-10 (5 hidden layers, no residuals), Adam"
+    budget = Budget(steps=1500, batch_size=100, lr=2e-3, check_step=150)
+
+    def data(self):
+        return mnist1d_data()
+
+    def build(self, members):
+        return MLP(members, sizes=(40, 128, 128, 128, 128, 128, 10))
+
+
 class CNN1D(PopulationModel):
     def __init__(self, members, channels: int = 16):
         super().__init__(members)
@@ -277,7 +292,8 @@ class TinyLMGLU(TinyLM):
     glu = True
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (MNIST1DMLP(), MNIST1DCNN(), DigitsCNN(), TinyLM(), TinyLMGLU())}
+TASKS: dict[str, Task] = {t.name: t for t in (MNIST1DMLP(), MNIST1DCNN(), DigitsCNN(), TinyLM(), TinyLMGLU(),
+                                              MNIST1DMLPDeep())}
 DEFAULT_TASKS = ("mnist1d-mlp", "mnist1d-cnn", "digits-cnn", "tiny-lm")  # what `--tasks all` runs
 
 

@@ -1,6 +1,6 @@
 """Each task's budget, wall time of one training alone, and baseline accuracy spread across seeds.
 
-Usage: python benchmarks/task_baselines.py [--seeds 5] [--threads 2] [--json]
+Usage: python benchmarks/task_baselines.py [--seeds 5] [--threads 2] [--tasks a,b] [--json]
 Prints a markdown table (the README's task table) or, with --json, the numbers.
 """
 import argparse
@@ -11,7 +11,7 @@ import time
 import torch
 
 from actsearch.population import Member, make_activation
-from actsearch.tasks import TASKS
+from actsearch.tasks import TASKS, get_task
 from actsearch.training import train_population
 
 
@@ -19,11 +19,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tasks", default=None, help="comma-separated task names (default: every task)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    names = [n.strip() for n in args.tasks.split(",") if n.strip()] if args.tasks else list(TASKS)
+    tasks = [get_task(n) for n in names]
     rows = []
-    for task in TASKS.values():
+    for task in tasks:
         t0 = time.perf_counter()
         task.data()
         data_s = time.perf_counter() - t0

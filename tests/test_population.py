@@ -262,7 +262,7 @@ def test_no_members_is_no_work():
 
 FRESH = {  # the uncached generator behind each task's data()
     "mnist1d-mlp": "mnist1d", "mnist1d-cnn": "mnist1d", "digits-cnn": "digits", "tiny-lm": "markov",
-    "tiny-lm-glu": "markov",
+    "tiny-lm-glu": "markov", "mnist1d-mlp-deep": "mnist1d",
 }
 SHAPES = {  # x_train, x_test shapes
     "mnist1d-mlp": ((4000, 40), (1000, 40)),
@@ -270,6 +270,7 @@ SHAPES = {  # x_train, x_test shapes
     "digits-cnn": ((1258, 8, 8), (539, 8, 8)),
     "tiny-lm": ((4096, 23), (512, 23)),
     "tiny-lm-glu": ((4096, 23), (512, 23)),
+    "mnist1d-mlp-deep": ((4000, 40), (1000, 40)),
 }
 
 

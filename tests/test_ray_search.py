@@ -21,7 +21,7 @@ from actsearch.executor import RayExecutor
 from actsearch.search import SearchConfig, SearchDriver
 from actsearch.store import ResultStore
 
-TINY = dict(space="swish", strategy="random", tasks=["digits-cnn"], seeds=1, steps=40, batch=2)
+TINY = dict(space="swish", strategy="random", tasks=["digits-cnn"], seeds=1, steps=40, batch=2, rungs="flat")
 
 
 def test_two_node_search_survives_losing_a_node(ray_cluster, tmp_path):
@@ -64,7 +64,7 @@ def test_unreachable_address_is_refused_before_anything_is_created(tmp_path):
 def _cli(*args):
     return [sys.executable, "-m", "actsearch.cli", "search", "--space", "swish", "--strategy", "evolution",
             "--tasks", "digits-cnn", "--seeds", "1", "--steps", "40", "--batch", "2", "--executor", "local",
-            "--json", *args]
+            "--rungs", "flat", "--validate-top", "0", "--json", *args]
 
 
 def test_kill_9_the_driver_then_resume(tmp_path):

@@ -83,7 +83,7 @@ def test_an_exception_at_any_stage_of_preparation_is_a_recorded_rejection(tmp_pa
         def __init__(self):
             self.queue = []
 
-        def submit(self, items):
+        def submit(self, items, plan=None, timeout_s=None):
             self.queue.append([(cid, {"score": 0.0, "seeds": [0], "tasks": {}}, "fake", 0.0)
                                for cid, _, _ in items])
 
@@ -146,7 +146,7 @@ def test_a_candidate_that_kills_its_worker_is_isolated_and_recorded(ray_cluster,
     import ray
 
     class CrashingWorker(EvaluationWorker):
-        def evaluate(self, items):
+        def evaluate(self, items, plan=None):
             if any("cos" in f for _, f, _ in items):
                 os._exit(1)
             return [(cid, {"score": 0.5, "seeds": [0], "tasks": {}}, "w", 0.0) for cid, _, _ in items]

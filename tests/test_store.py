@@ -436,7 +436,8 @@ def test_a_schema_1_store_is_read_as_is_and_migrated_in_place_for_writing(tmp_pa
     assert len(json.loads(cli("top", run, "--json").stdout)) == 2
     assert files(run) == before  # reading did not migrate it
     with ResultStore(run, mode="write") as s:
-        assert s.schema == 2 and s.meta("schema_version") == 2 and s.meta("migrated")["from"] == 1
+        assert s.schema == SCHEMA_VERSION == s.meta("schema_version") and s.meta("migrated")["from"] == 1
+        assert [(r["candidate_id"], r["rung"], r["status"]) for r in s.rung_rows()] == [("a", 0, "done"), ("b", 0, "done")]
         assert s.result("b")["reason_code"] == "timeout" and s.result("a")["reason_code"] is None
         assert s.candidate("s")["reason_code"] == "screened_out"
         assert s.config() == {"space": "swish"} and s.n_results() == 2
@@ -452,13 +453,16 @@ def test_a_schema_1_run_resumes(tmp_path):
     with sqlite3.connect(str(run / "results.db")) as con:  # as the previous version left it
         con.execute("ALTER TABLE results DROP COLUMN reason_code")
         con.execute("ALTER TABLE candidates DROP COLUMN reason_code")
+        con.execute("ALTER TABLE results DROP COLUMN rung")
+        for table in ("rungs", "baselines", "validations"):
+            con.execute(f"DROP TABLE {table}")
         con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.close()
     log: list = []
     summary = SearchDriver(config(budget=7), run, resume=True, executor=FakeExecutor(log=log)).run()
     assert summary["evaluated"] == 7 and len(log) == len(set(log)) == 3
     with ResultStore(run, mode="read") as s:
-        assert s.schema == 2 and s.meta("migrated")["from"] == 1
+        assert s.schema == SCHEMA_VERSION and s.meta("migrated")["from"] == 1
 
 
 def test_a_store_of_an_unknown_schema_version_is_refused_by_readers_too(tmp_path):

@@ -1,0 +1,241 @@
+"""Validation: the top candidates of a search re-trained on fresh seeds and held-out tasks, against the
+baselines, with p-values corrected for multiple comparisons.
+
+    actsearch validate RUN_DIR [--top 5] [--seeds 5] [--tasks ...]     (also run at the end of `search`)
+
+What is measured
+  candidates  the top K of the run by the conservative ranking (actsearch.staging: the lower confidence
+              bound of the score at the candidate's highest rung), rejected candidates excluded
+  seeds       fresh: VALIDATION_SEED_BASE (1000) and up; search seeds are 0..999 (staging.MAX_SEEDS), so
+              they never overlap (checked against the store before anything is trained)
+  tasks       the search tasks (fresh seeds only: this measures the winner's curse) and the held-out
+              tasks, by default every task of `all` not searched plus `mnist1d-mlp-deep`, a larger model
+              than the search tasks
+  baselines   ReLU, GELU, SiLU, trained with the same fresh seeds (paired), and per task the best of them
+              (highest mean accuracy on that task's fresh seeds)
+
+Statistics
+  Per (candidate, task, baseline) the paired t-test on the per-seed accuracy differences
+  (scipy.stats.ttest_rel, two-sided) and the 95% Student-t interval of the mean difference.  The
+  p-values of all candidates x tasks x baselines of one validation form one family, corrected with Holm's
+  step-down method (statsmodels.stats.multitest.multipletests, method="holm"), which controls the
+  family-wise error rate at alpha = 0.05 under any dependence between the tests.  A difference is
+  `better` / `worse` when its Holm-adjusted p-value is below alpha, else `matches`.
+  Verdict per candidate, from its comparisons with each held-out task's best baseline: "beats the best
+  baseline on N of M held-out tasks" (N >= 1, worse on none), "matches the best baseline on all M
+  held-out tasks", "worse than the best baseline on W of M held-out tasks" (worse on some, better on
+  none), or "mixed" (better on some, worse on others).
+  Scores (actsearch.staging.estimate_score, 0 = ReLU): the search score (at the candidate's highest
+  rung), the fresh-seed score on the search tasks, their difference (the winner's-curse gap: how much of
+  the search score was selection noise), and the held-out score.
+
+Trainings go to the store's evaluations table (tagged "validation") and the baselines table, so a second
+validation with the same seeds retrains nothing; each validation's summary is stored (`validations`).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Callable, Optional, Sequence
+
+VALIDATION_SEED_BASE = 1000
+DEFAULT_BASELINES = ("relu", "gelu", "silu")
+LARGER_TASK = "mnist1d-mlp-deep"
+ALPHA = 0.05
+
+
+def held_out_tasks(search_tasks: Sequence[str]) -> list[str]:
+    """The default held-out tasks: every task of `all`, and the larger model, that was not searched."""
+    from actsearch.tasks import DEFAULT_TASKS, TASKS
+
+    names = list(DEFAULT_TASKS) + ([LARGER_TASK] if LARGER_TASK in TASKS else [])
+    return [t for t in names if t not in search_tasks]
+
+
+def fresh_seeds(n: int) -> list[int]:
+    return list(range(VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + n))
+
+
+def paired_test(candidate: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> dict:
+    """Mean paired difference, its Student-t interval and the two-sided paired t-test's p-value."""
+    from scipy import stats
+
+    from actsearch.staging import t_interval
+
+    d = [float(a) - float(b) for a, b in zip(candidate, baseline)]
+    mean = statistics.fmean(d)
+    if len(d) < 2:
+        p = 1.0
+    elif statistics.pstdev(d) == 0.0:  # identical differences: the t statistic is 0/0 or +-inf
+        p = 1.0 if mean == 0.0 else 0.0
+    else:
+        p = float(stats.ttest_rel(candidate, baseline).pvalue)
+    return {"diff": mean, "ci": t_interval(d, confidence), "p": p, "n": len(d)}
+
+
+def holm(pvalues: Sequence[float], alpha: float = ALPHA) -> list[float]:
+    """Holm-adjusted p-values (statsmodels), in the order given."""
+    if not pvalues:
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(list(pvalues), alpha=alpha, method="holm")[1]]
+
+
+def verdict(outcomes: Sequence[str], n_tasks: int, kind: str = "held-out") -> tuple[str, str]:
+    """(code, text) of a candidate from its per-task outcomes vs the best baseline; `kind` names the
+    tasks ("held-out", or "searched" when the validation has no held-out task)."""
+    better, worse = outcomes.count("better"), outcomes.count("worse")
+    tasks = f"{n_tasks} {kind} task{'s' if n_tasks != 1 else ''}"
+    if better and worse:
+        return "mixed", f"mixed: beats the best baseline on {better}, worse on {worse} of {tasks}"
+    if better:
+        return "better", f"beats the best baseline on {better} of {tasks}"
+    if worse:
+        return "worse", f"worse than the best baseline on {worse} of {tasks}"
+    return "matches", f"matches the best baseline on {'all ' if n_tasks > 1 else ''}{tasks}"
+
+
+def _summ(values: Sequence[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "per_seed": list(values)}
+
+
+def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optional[Sequence[str]] = None,
+                   baselines: Sequence[str] = DEFAULT_BASELINES, alpha: float = ALPHA,
+                   progress: Optional[Callable[[dict], None]] = None, ids: Optional[Sequence[str]] = None) -> dict:
+    """Validate the top `top` candidates of the run in `store` (opened for writing) with `executor`
+    (anything with submit(items, plan, timeout_s) / wait() / capacity, whose config trains `baselines`);
+    returns the summary (also stored).  `ids`: validate these candidates instead of the top `top`.
+    See the module docstring."""
+    from actsearch.staging import estimate_score
+    from actsearch.tasks import get_task
+
+    if top < 1 or seeds < 2:
+        raise ValueError(f"validation needs --top >= 1 and --seeds >= 2, got top={top}, seeds={seeds}")
+    cfg = store.config() or {}
+    search_tasks = list(cfg.get("tasks") or [])
+    tasks = list(dict.fromkeys(tasks)) if tasks else search_tasks + held_out_tasks(search_tasks)
+    for t in tasks:
+        get_task(t)  # unknown names fail before anything is trained
+    held_out = [t for t in tasks if t not in search_tasks]
+    judged = held_out or list(tasks)  # the verdict's tasks: the held-out ones, or all when none is held out
+    fresh = fresh_seeds(seeds)
+    # the fresh seeds were never used by the search
+    if set(fresh) & store.search_seeds():
+        raise RuntimeError("validation seeds overlap the search's seeds")  # a bug: staging caps search seeds
+
+    if ids is not None:
+        by_id = {r["id"]: r for r in store.ranked()}
+        unknown = [i for i in ids if i not in by_id]
+        if unknown:
+            raise ValueError(f"no evaluated candidate {unknown[0]!r} in this run")
+        chosen = [by_id[i] for i in dict.fromkeys(ids)]
+    else:
+        chosen = [r for r in store.ranked() if r["rejected"] is None and r["score"] is not None][:top]
+    t0 = time.time()
+    # what is missing per (task, candidate): nothing is trained twice
+    jobs = []
+    for task in tasks:
+        need = [r["id"] for r in chosen if any(s not in store.accuracies(r["id"]).get(task, {}) for s in fresh)]
+        if need:
+            jobs.append((task, need))
+    timeout = float(cfg.get("timeout_s", 300.0)) * seeds
+    pending = list(jobs)
+    inflight = 0
+    done_jobs = 0
+    while pending or inflight:
+        while pending and inflight < executor.capacity:
+            task, need = pending.pop(0)
+            items = []
+            for cid in need:
+                c = store.candidate(cid)
+                items.append((cid, c["formula"], dict(c["params"] or {})))
+            executor.submit(items, {task: fresh}, timeout_s=timeout)
+            inflight += 1
+        for outcome in executor.wait():
+            inflight -= 1
+            done_jobs += 1
+            for cid, report, worker, wall in outcome:
+                store.record_trainings(cid, report, worker, tag="validation")
+            if progress:
+                progress({"done": done_jobs, "of": len(jobs)})
+
+    base = store.baseline_accuracies()
+    chance = {t: get_task(t).chance for t in tasks}
+    names = list(dict.fromkeys(["relu", *baselines]))
+    reference = {}
+    for t in tasks:
+        have = [b for b in names if all(s in base.get(t, {}).get(b, {}) for s in fresh)]
+        reference[t] = {b: _summ([base[t][b][s] for s in fresh]) for b in have}
+    best = {t: max(reference[t], key=lambda b: reference[t][b]["mean"]) if reference[t] else None for t in tasks}
+
+    rows, tests = [], []  # tests: (row index, task, baseline) in the order of `pvalues`
+    for r in chosen:
+        acc = store.accuracies(r["id"])
+        row = {"id": r["id"], "formula": r["formula"], "canonical": r["canonical"], "rung": r["rung"],
+               "search_score": r["score"], "search_ci": r["ci"], "tasks": {}, "missing": []}
+        for t in tasks:
+            if not all(s in acc.get(t, {}) for s in fresh) or "relu" not in reference[t]:
+                row["missing"].append(t)
+                continue
+            cand = [acc[t][s] for s in fresh]
+            vs = {}
+            for b in reference[t]:
+                vs[b] = paired_test(cand, reference[t][b]["per_seed"])
+                tests.append((len(rows), t, b))
+            row["tasks"][t] = {"held_out": t not in search_tasks, "candidate": _summ(cand), "best_baseline": best[t],
+                               "vs": vs}
+        rows.append(row)
+
+    adjusted = holm([rows[i]["tasks"][t]["vs"][b]["p"] for i, t, b in tests], alpha)
+    for (i, t, b), p in zip(tests, adjusted):
+        v = rows[i]["tasks"][t]["vs"][b]
+        v["p_holm"] = p
+        v["verdict"] = ("better" if v["diff"] > 0 else "worse") if p < alpha else "matches"
+
+    def score(cid_acc, ts):
+        ts = [t for t in ts if t in reference and "relu" in reference[t]]
+        if not ts:
+            return None
+        est = estimate_score(cid_acc, base, chance, {t: fresh for t in ts})
+        return None if est.score is None else {"score": est.score, "ci": est.ci, "tasks": ts}
+
+    for row in rows:
+        acc = store.accuracies(row["id"])
+        searched = [t for t in tasks if t in search_tasks and t in row["tasks"]]
+        ho = [t for t in held_out if t in row["tasks"]]
+        row["fresh"] = score(acc, searched)
+        row["held_out"] = score(acc, ho)
+        row["gap"] = (row["search_score"] - row["fresh"]["score"]
+                      if row["fresh"] is not None and row["search_score"] is not None else None)
+        jt = [t for t in judged if t in row["tasks"]]
+        outcomes = [row["tasks"][t]["vs"][best[t]]["verdict"] for t in jt if best[t] in row["tasks"][t]["vs"]]
+        row["verdict_code"], row["verdict"] = verdict(outcomes, len(judged), "held-out" if held_out else "searched")
+        if row["missing"]:
+            row["verdict"] += f" (not evaluated on {', '.join(row['missing'])})"
+
+    # the baselines as reference rows, scored like candidates on the same fresh seeds
+    references = {}
+    for b in names:
+        acc = {t: base[t][b] for t in tasks if b in base.get(t, {})}
+        references[b] = {"fresh": score(acc, [t for t in search_tasks if t in tasks and t in acc]),
+                         "held_out": score(acc, [t for t in held_out if t in acc])}
+    summary = {"seeds": fresh, "tasks": tasks, "search_tasks": [t for t in tasks if t in search_tasks],
+               "held_out": held_out, "baselines": names, "best_baseline": best, "alpha": alpha,
+               "correction": "holm", "n_tests": len(tests), "top": len(chosen), "candidates": rows,
+               "reference": reference, "reference_scores": references,
+               "trainings": sum(len(ids) for _, ids in jobs) * seeds, "elapsed_s": time.time() - t0}
+    store.record_validation({"top": len(chosen), "ids": [r["id"] for r in chosen], "seeds": fresh, "tasks": tasks, "baselines": names, "alpha": alpha},
+                            summary)
+    return summary
+
+
+def median_gap(summary: dict) -> Optional[float]:
+    gaps = [r["gap"] for r in summary.get("candidates", []) if r.get("gap") is not None]
+    return statistics.median(gaps) if gaps else None
+
+
+def finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)

@@ -1,0 +1,70 @@
+"""A fake executor for staged-evaluation tests: reports in evaluate_many's format for any plan
+{task: seeds}, with known true qualities and paired seed noise, and a ledger of every (candidate, task,
+seed) it "trains"."""
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+BASELINE_QUALITY = {"relu": 0.0, "gelu": 0.01, "silu": 0.02}
+
+
+def ratio_quality(formula: str) -> float:
+    """RatioSpace's x*sigmoid(a*x/b): best at a/b = 1.5 (true quality +0.05), worse away from it."""
+    a, b = map(int, re.findall(r"sigmoid\((\d+)\*x/(\d+)\)", formula)[0])
+    return 0.05 - 0.1 * abs(a / b - 1.5)
+
+
+def accuracy(quality: float, key: str, task: str, seed: int, noise: float) -> float:
+    """0.6 + quality + a seed effect shared by every member of (task, seed) (what pairing removes) +
+    the member's own noise."""
+    shared = random.Random(f"{task}|{seed}").gauss(0, 0.03)
+    own = random.Random(f"{key}|{task}|{seed}").gauss(0, noise)
+    return 0.6 + quality + shared + own
+
+
+def report(key: str, quality: float, plan: dict, noise: float = 0.01) -> dict:
+    tasks = {}
+    for task, seeds in plan.items():
+        cand = [accuracy(quality, key, task, s, noise) for s in seeds]
+        base = {b: {"per_seed": [accuracy(q, b, task, s, noise) for s in seeds]} for b, q in BASELINE_QUALITY.items()}
+        for b in base.values():
+            b["mean"] = sum(b["per_seed"]) / len(seeds)
+        tasks[task] = {"seeds": list(seeds), "candidate": {"per_seed": cand, "mean": sum(cand) / len(cand)},
+                       "baselines": base, "rejected": None, "candidate_wall_s": 0.0, "vs": {}}
+    first = next(iter(plan.values()))
+    return {"score": None, "seeds": list(first), "tasks": tasks}
+
+
+class PlanExecutor:
+    """capacity batches in flight, answered in submission order; crash_after: raise KeyboardInterrupt
+    (the driver dies) when that many batches have been answered."""
+
+    def __init__(self, quality=ratio_quality, capacity: int = 2, crash_after=None, ledger=None, noise: float = 0.01):
+        self.quality, self.capacity, self.crash_after, self.noise = quality, capacity, crash_after, noise
+        self.queue: list = []
+        self.answered = 0
+        self.ledger = ledger if ledger is not None else Counter()  # (cid, task, seed) -> times trained
+        self.plans: list = []
+
+    def submit(self, items, plan=None, timeout_s=None):
+        assert plan, "staged evaluation always sends a plan"
+        self.queue.append((items, plan))
+        self.plans.append(plan)
+
+    def wait(self):
+        if self.crash_after is not None and self.answered >= self.crash_after:
+            raise KeyboardInterrupt("simulated driver death")
+        items, plan = self.queue.pop(0)
+        self.answered += 1
+        out = []
+        for cid, formula, params in items:
+            for task, seeds in plan.items():
+                for s in seeds:
+                    self.ledger[(cid, task, s)] += 1
+            out.append((cid, report(cid, self.quality(formula), plan, self.noise), "fake", 0.0))
+        return [out]
+
+    def shutdown(self):
+        pass
