@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: a small but real search on embedded Ray (swish space, regularized evolution,
-# mnist1d-mlp, 2 seeds, 48 candidates in populations of 8), then the top table and an HTML report.
+# mnist1d-mlp, 48 candidates in populations of 8, staged: 2 seeds, the top third 3, the top ninth 5),
+# then the top 5 validated on 3 fresh seeds of mnist1d-mlp and two held-out tasks (digits-cnn, and
+# mnist1d-mlp-deep, a larger model), the top table, the validation table and an HTML report.
+# (`actsearch validate RUN_DIR` re-validates with the full defaults: 5 seeds, every held-out task.)
 SEARCH_RUN ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
-SEARCH_ARGS ?= --space swish --strategy evolution --tasks mnist1d-mlp --budget 48 --seeds 2 --batch 8
+SEARCH_ARGS ?= --space swish --strategy evolution --tasks mnist1d-mlp --budget 48 --seeds 2 --batch 8 \
+	--validate-top 5 --validate-seeds 3 --validate-tasks mnist1d-mlp,digits-cnn,mnist1d-mlp-deep
 
 search: setup
 	$(VENV)/bin/actsearch search $(SEARCH_ARGS) --run-dir $(SEARCH_RUN)
