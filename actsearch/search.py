@@ -406,7 +406,7 @@ class SearchDriver:
                         if rung == 0:
                             self._tell_waiters(cid, result)
                     self.progress(self.status(t_start, started))
-            summary = self.status(t_start, started)
+            summary = self.status(t_start, started, final=True)
             summary["exhausted"] = self._exhausted
             if len(cfg.objectives) > 1:
                 summary["pareto"] = self.pareto()
@@ -547,11 +547,14 @@ class SearchDriver:
             self.strategy.tell(g, value)
             self.store.log_tell(g, value, cid)
 
-    def status(self, t_start: float, started: int) -> dict:
-        ranked = self.store.ranked(1)
+    def status(self, t_start: float, started: int, final: bool = False) -> dict:
         n = self.store.n_results()
         el = time.time() - t_start
-        best = ranked[0] if ranked else None  # ranked puts rejected candidates last
+        # the conservative ranking reads every rung row: at most every 5 s for the progress line
+        if final or time.time() - getattr(self, "_best_at", 0.0) > 5.0:
+            ranked = self.store.ranked(1)
+            self._best, self._best_at = (ranked[0] if ranked else None), time.time()
+        best = self._best  # ranked puts rejected candidates last
         spent = self.store.rung_spending()
         rungs = []
         for r, c in zip(self.rungs, self.asha.counts()):
