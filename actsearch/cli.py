@@ -486,7 +486,8 @@ def search(
     objectives: str = typer.Option("score", "--objectives", help="'score' or 'score,cost' (multi-objective)."),
     seed: int = typer.Option(0, "--seed", help="Strategy seed."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds per candidate before it is rejected as timed out."),
-    executor: str = typer.Option("ray", "--executor", help="ray (default) or local (in-process)."),
+    executor: str = typer.Option("ray", "--executor", help="ray (default), local (in-process), or table:PATH (answer "
+                                 "from a tabular benchmark built by `bench space`, no training)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Search for activations: strategy proposes, workers train populations, the store records everything."""
@@ -787,6 +788,54 @@ def report(run_dir: str = typer.Argument(..., help="A run directory."),
 
 bench_app = typer.Typer(help="Benchmarks that print measured figures (see benchmarks/).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("space")
+def bench_space(
+    space: str = typer.Option("pangaea", "--space", help="An enumerable search space (pangaea)."),
+    tasks: str = typer.Option("mnist1d-mlp,digits-cnn", "--tasks", help="Comma-separated tasks."),
+    seeds: int = typer.Option(5, "--seeds", help="Paired seeds per candidate and baseline."),
+    out_dir: str = typer.Option(..., "--out", help="Directory: the run's store (resumed if it exists) and table.json.gz."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: each task's budget)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N distinct candidates (a quick table)."),
+    batch: int = typer.Option(8, "--batch", help="Candidates per population."),
+    workers: int = typer.Option(0, "--workers", help="Ray workers (default: one per CPU)."),
+    executor: str = typer.Option("ray", "--executor", help="ray (default) or local."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Train every distinct screened candidate of a space on the tasks (a tabular benchmark), resumably;
+    writes OUT/table.json.gz for `search --executor table:OUT/table.json.gz`."""
+    from actsearch.store import StoreError
+    from actsearch.tabular import build_space_table
+
+    if seeds < 2:
+        raise _fail(f"--seeds must be >= 2 (paired statistics need two), got {seeds}")
+    if limit is not None and limit < 1:
+        raise _fail(f"--limit must be >= 1, got {limit}")
+    if executor not in ("ray", "local"):
+        raise _fail(f"--executor must be 'ray' or 'local', got {executor!r}")
+    if not _split(tasks):
+        raise _fail("--tasks is empty; name at least one task")
+    command = "actsearch bench space " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else ""
+    from rich.live import Live
+
+    live = None if as_json else Live(console=err, refresh_per_second=2, transient=True)
+    try:
+        if live:
+            live.start()
+        result = build_space_table(space, _split(tasks), seeds, out_dir, steps=steps, workers=workers, executor=executor,
+                                   batch=batch, limit=limit, command=command,
+                                   progress=(lambda st: live.update(progress_line(st))) if live else None)
+    except (ValueError, StoreError, RuntimeError) as exc:
+        raise _fail(str(exc))
+    finally:
+        if live:
+            live.stop()
+    if as_json:
+        _json(result)
+        return
+    out.print(f"{result['candidates']} candidates ({result['screened_out']} screened out) on {tasks} x {seeds} seeds "
+              f"in {result['wall_s']:.0f} s: {result['table']} ({result['bytes'] / 1e6:.2f} MB)")
 
 
 @bench_app.command("formula")

@@ -2,6 +2,7 @@
 outcomes; it never learns whether they ran in-process or on a Ray cluster.
 
   LocalExecutor  in the driver's process, one batch at a time (tests, debugging, `--executor local`)
+  TableExecutor  answers from a tabular benchmark (actsearch.tabular, `--executor table:PATH`)
   RayExecutor    long-lived Ray actors (EvaluationWorker), `workers` of them (default one per CPU, one thread
                  each), each keeping the task data,
                  kernels and Inductor's compile cache warm; embedded local Ray by default, or an existing
@@ -321,6 +322,10 @@ class RayExecutor:
 
 
 def make_executor(config, run_dir: str):
+    if config.executor.startswith("table:"):  # actsearch.tabular: answers from a table, trains nothing
+        from actsearch.tabular import TableExecutor
+
+        return TableExecutor(config, config.executor[len("table:"):])
     cache_dir = os.path.join(os.path.abspath(run_dir), "cache")
     if config.executor == "local":
         return LocalExecutor(config, cache_dir)

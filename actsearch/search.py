@@ -62,7 +62,7 @@ class SearchConfig:
     space_options: dict = field(default_factory=dict)
     strategy_options: dict = field(default_factory=dict)
     baselines: list = field(default_factory=lambda: ["relu", "gelu", "silu"])
-    executor: str = "ray"          # "ray" or "local" (in-process, for tests and debugging)
+    executor: str = "ray"          # "ray", "local" (in-process, for tests and debugging) or "table:PATH"
     rungs: Optional[str] = None    # staged evaluation (actsearch.staging): None = default rungs, "flat" = one
     eta: Optional[int] = None      # promotion: the top 1/eta of a rung (None: 3, or the resumed run's own)
     validate_top: int = 0          # at the end, validate the top K (0: no validation; the CLI's default is 5)
@@ -85,8 +85,16 @@ class SearchConfig:
         if (isinstance(self.timeout_s, bool) or not isinstance(self.timeout_s, numbers.Real)
                 or not math.isfinite(self.timeout_s) or self.timeout_s <= 0):
             raise ValueError(f"--timeout must be a finite number of seconds > 0, got {self.timeout_s!r}")
-        if self.executor not in ("ray", "local"):
-            raise ValueError(f"--executor must be 'ray' or 'local', got {self.executor!r}")
+        if not isinstance(self.executor, str) or not (self.executor in ("ray", "local")
+                                                      or self.executor.startswith("table:")):
+            raise ValueError(f"--executor must be 'ray', 'local' or 'table:PATH', got {self.executor!r}")
+        if self.executor.startswith("table:"):  # a tabular benchmark answers instead of training
+            from actsearch.tabular import load_table
+
+            table = load_table(self.executor[len("table:"):])
+            if table.get("provenance", {}).get("space") not in (None, self.space):
+                raise ValueError(f"--executor {self.executor}: the table was built from space "
+                                 f"{table['provenance']['space']!r}, not {self.space!r}")
         if not self.tasks or not all(isinstance(t, str) and t.strip() for t in self.tasks):
             raise ValueError("--tasks is empty; name at least one task (see `actsearch tasks`) or 'all'")
         from actsearch.search_spaces import get_space
@@ -410,7 +418,10 @@ class SearchDriver:
             summary["exhausted"] = self._exhausted
             if len(cfg.objectives) > 1:
                 summary["pareto"] = self.pareto()
-            if cfg.validate_top > 0:
+            if cfg.validate_top > 0 and cfg.executor.startswith("table:"):
+                summary["validation"] = None  # a table has no fresh seeds to validate on
+                summary["validation_skipped"] = "a tabular executor has only the table's seeds, none fresh"
+            elif cfg.validate_top > 0:
                 from actsearch.validation import validate_store
 
                 summary["validation"] = validate_store(

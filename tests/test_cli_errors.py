@@ -79,6 +79,8 @@ BAD_ARGS = {
     "bench formula": [["--n", "0"]],
     "bench kernels": [["--numel", "1"]],
     "bench train": [["--population", "0"]],
+    "bench space": [["--seeds", "1", "--out", "o"], ["--limit", "0", "--out", "o"], ["--tasks", " ", "--out", "o"],
+                    ["--executor", "gpu", "--out", "o"], ["--space", "tree", "--out", "o"]],
     "drill": [["--n", "0"], ["--spaces", "nope"], ["--compiled-sample", "-1"]],
 }
 
