@@ -1,0 +1,179 @@
+"""Training-free features of a candidate activation function, for the surrogate strategy.
+
+In the spirit of AQuaSurF (Bingham & Miikkulainen 2023, "Efficient Activation Function Optimization
+through Surrogate Modeling"), which regresses a network's accuracy on the function's outputs at
+N(0,1) points and on statistics of a network at initialisation, a candidate is described, without any
+training, by (`FEATURE_NAMES`, `FEATURE_DIM` = 147 numbers):
+
+* ``f``  (70): its protected form (`Candidate.safe_expr`, what screening, the catalog and the kernels
+  evaluate) at `PROBE_POINTS`: the 64 quantiles (i + 1/2)/64 of N(0,1) (where pre-activations of a
+  normalised network live, as the catalog's N(0,1) probes) and the six points -6, -4, -3, 3, 4, 6
+  (behaviour away from 0), at the candidate's initial parameters;
+* ``df`` (70): its first derivative at the same points, as a central difference of the protected form
+  (step `DERIVATIVE_STEP` = 1e-4).  Not `Candidate.safe_derivative` (which screening evaluates): sympy's
+  symbolic differentiation costs 4 ms per pangaea candidate and 13 ms per tree candidate (2 loaded CPU
+  cores), twenty times everything else, and a surrogate featurises thousands of candidates.  The two
+  agree to ~1e-7 wherever the function is smooth; none of the probe points is 0, where most kinks are;
+* ``mlp`` (7): AQuaSurF-like statistics of a tiny random network at initialisation: three 16-wide
+  layers h = a W (W ~ N(0, 1/16), fixed seed) on 64 N(0,1) inputs, a = f(h); the mean and standard
+  deviation of each layer's activations, and log(|input gradient| / |output gradient|) of a fixed random
+  output gradient backpropagated through the derivative (a cheap stand-in for AQuaSurF's Fisher
+  information eigenvalues: whether gradients vanish or explode).  About 1 ms per candidate.
+
+Robustness: every value is clipped to +-`CLIP` (1e3), NaN becomes 0, and values are rounded to 20
+mantissa bits (`identity.quantize`), so that two spellings of one function that sympy happens to
+structure differently give identical features (the canonical form's tidy-up is time-bounded).
+Features are a pure function of the candidate: `genome_features` caches them per (formula text,
+parameters) -> candidate id and per candidate id, in module-level caches shared by every strategy of
+the process (genomes of one candidate share their features).  A candidate that cannot be built or
+evaluated has features None.  `standardise` scales each feature to zero mean and unit standard
+deviation over a matrix of candidates (constant features stay 0).
+
+Tensor (normalization-activation) candidates are evaluated on the probe vector taken as one tensor,
+so their moments are moments of the probes; none of the built-in spaces produces them.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from scipy.special import ndtri
+
+from actsearch.formula import parse_formula
+from actsearch.identity import quantize
+from actsearch.numeric import evaluate
+
+CLIP = 1e3
+DERIVATIVE_STEP = 1e-4
+FEATURE_SEED = 20230601
+
+PROBE_QUANTILES = ndtri((np.arange(64) + 0.5) / 64)                     # 64 quantiles of N(0,1), |x| <= 2.66
+PROBE_FAR = np.array([-6.0, -4.0, -3.0, 3.0, 4.0, 6.0])
+PROBE_POINTS = np.concatenate([PROBE_QUANTILES, PROBE_FAR])
+
+_N_LAYERS, _WIDTH, _BATCH = 3, 16, 64
+_mlp_rng = np.random.default_rng(FEATURE_SEED)
+_MLP_INPUT = _mlp_rng.standard_normal((_BATCH, _WIDTH))
+_MLP_WEIGHTS = [_mlp_rng.standard_normal((_WIDTH, _WIDTH)) / np.sqrt(_WIDTH) for _ in range(_N_LAYERS)]
+_MLP_GRAD_OUT = _mlp_rng.standard_normal((_BATCH, _WIDTH))
+
+FEATURE_NAMES = ([f"f({p:.3f})" for p in PROBE_POINTS] + [f"df({p:.3f})" for p in PROBE_POINTS]
+                 + [f"mlp_{s}{k}" for k in range(1, _N_LAYERS + 1) for s in ("mean", "std")]
+                 + ["mlp_log_grad_ratio"])
+FEATURE_DIM = len(FEATURE_NAMES)
+
+
+def _robust(v: np.ndarray) -> np.ndarray:
+    return np.clip(np.nan_to_num(np.asarray(v, dtype=np.float64), nan=0.0, posinf=CLIP, neginf=-CLIP), -CLIP, CLIP)
+
+
+def _value_and_slope(expr, x: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
+    """f(x) and the central difference (f(x + h) - f(x - h)) / 2h, in one evaluation."""
+    flat = np.ravel(x)
+    h = DERIVATIVE_STEP
+    v = evaluate(expr, np.concatenate([flat, flat - h, flat + h]), params)
+    n = flat.size
+    f, lo, hi = v[:n], v[n:2 * n], v[2 * n:]
+    with np.errstate(all="ignore"):
+        slope = (hi - lo) / (2 * h)
+    return f.reshape(np.shape(x)), slope.reshape(np.shape(x))
+
+
+def _mlp_stats(expr, params) -> np.ndarray:
+    stats, slopes = [], []
+    a = _MLP_INPUT
+    for w in _MLP_WEIGHTS:
+        f, d = _value_and_slope(expr, a @ w, params)
+        a, d = _robust(f), _robust(d)
+        stats += [a.mean(), a.std()]
+        slopes.append(d)
+    g = _MLP_GRAD_OUT
+    for w, d in zip(reversed(_MLP_WEIGHTS), reversed(slopes)):
+        g = (g * d) @ w.T
+    with np.errstate(all="ignore"):
+        ratio = np.log((np.linalg.norm(g) + 1e-30) / np.linalg.norm(_MLP_GRAD_OUT))
+    stats.append(np.clip(np.nan_to_num(ratio, nan=0.0), -100.0, 100.0))
+    return np.asarray(stats, dtype=np.float64)
+
+
+def candidate_features(candidate: Any) -> Optional[np.ndarray]:
+    """The FEATURE_DIM features of a Candidate (see the module docstring); None if it cannot be evaluated."""
+    try:
+        expr, params = candidate.safe_expr, dict(candidate.params)
+        f, d = _value_and_slope(expr, PROBE_POINTS, params)
+        out = np.concatenate([_robust(f), _robust(d), _mlp_stats(expr, params)])
+    except Exception:  # noqa: BLE001 -- an unevaluable candidate is data (features None), whatever the reason
+        return None
+    if out.shape != (FEATURE_DIM,):  # e.g. a tensor op whose moments changed the shape
+        return None
+    out = quantize(out)
+    out[~np.isfinite(out)] = 0.0
+    return out
+
+
+# --------------------------------------------------------------------------- caches, shared by every strategy
+
+CACHE_LIMIT = 100_000                              # entries per cache (about 1.2 KB each); oldest evicted
+_ID_BY_FORMULA: dict[tuple, Optional[str]] = {}    # (formula, params) -> candidate id (None: not buildable)
+_FEATURES_BY_ID: dict[str, Optional[np.ndarray]] = {}
+
+
+def _remember(cache: dict, key, value) -> None:
+    if len(cache) >= CACHE_LIMIT:
+        del cache[next(iter(cache))]
+    cache[key] = value
+
+
+def _build_candidate(space: Any, genome: Any):
+    builder = getattr(space, "candidate", None)
+    if builder is not None:
+        return builder(genome)
+    params = space.params(genome) if hasattr(space, "params") else None  # duck-typed spaces
+    return parse_formula(space.formula(genome), params=params or None)
+
+
+def genome_features(space: Any, genome: Any) -> tuple[Optional[str], Optional[np.ndarray]]:
+    """(candidate id, features) of a genome of `space`; (None, None) when its candidate cannot be built,
+    (id, None) when it cannot be evaluated.  Cached (see the module docstring): the cache assumes, as
+    `SearchSpace.candidate` does, that a candidate is determined by the genome's formula text and
+    parameters.  The returned array is shared: do not modify it."""
+    try:
+        formula = space.formula(genome)
+        params = space.params(genome) if hasattr(space, "params") else {}
+        key = (formula, tuple(sorted((params or {}).items())))
+    except Exception:  # noqa: BLE001 -- not a genome of this space: unknown
+        return None, None
+    if key in _ID_BY_FORMULA:
+        cid = _ID_BY_FORMULA[key]
+        return cid, (_FEATURES_BY_ID.get(cid) if cid is not None else None)
+    candidate = None
+    try:
+        candidate = _build_candidate(space, genome)
+        cid = candidate.id
+    except Exception:  # noqa: BLE001
+        cid = None
+    _remember(_ID_BY_FORMULA, key, cid)
+    if cid is None:
+        return None, None
+    if cid not in _FEATURES_BY_ID:
+        _remember(_FEATURES_BY_ID, cid, candidate_features(candidate))
+    return cid, _FEATURES_BY_ID.get(cid)
+
+
+def clear_caches() -> None:
+    _ID_BY_FORMULA.clear()
+    _FEATURES_BY_ID.clear()
+
+
+def standardise(matrix: np.ndarray) -> np.ndarray:
+    """Each column scaled to mean 0 and standard deviation 1 over the rows (a constant column becomes 0)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.size == 0:
+        return m.copy()
+    mean = m.mean(axis=0)
+    std = m.std(axis=0)
+    return (m - mean) / np.where(std > 1e-12, std, 1.0)
+
+
+__all__ = ["PROBE_POINTS", "FEATURE_NAMES", "FEATURE_DIM", "candidate_features", "genome_features", "standardise",
+           "clear_caches"]
