@@ -465,7 +465,7 @@ def _print_eval(r: dict) -> None:
 @app.command()
 def search(
     space: str = typer.Option("swish", "--space", help="Search space: swish, pangaea, tree."),
-    strategy: str = typer.Option("evolution", "--strategy", help="exhaustive, random, evolution, optuna."),
+    strategy: str = typer.Option("evolution", "--strategy", help="exhaustive, random, evolution, optuna, surrogate (a regressor on training-free features)."),
     tasks: str = typer.Option("mnist1d-mlp", "--tasks", help="Comma-separated tasks, or 'all'."),
     budget: int = typer.Option(200, "--budget", help="Distinct candidates to evaluate."),
     seeds: int = typer.Option(2, "--seeds", help="Rung-0 seeds (paired with the baselines); with --rungs flat, every candidate's."),

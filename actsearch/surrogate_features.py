@@ -13,7 +13,8 @@ training, by (`FEATURE_NAMES`, `FEATURE_DIM` = 147 numbers):
   (step `DERIVATIVE_STEP` = 1e-4).  Not `Candidate.safe_derivative` (which screening evaluates): sympy's
   symbolic differentiation costs 4 ms per pangaea candidate and 13 ms per tree candidate (2 loaded CPU
   cores), twenty times everything else, and a surrogate featurises thousands of candidates.  The two
-  agree to ~1e-7 wherever the function is smooth; none of the probe points is 0, where most kinks are;
+  agree to ~1e-6 (the rounding below) wherever the function is smooth; no probe point is 0, where most
+  kinks are;
 * ``mlp`` (7): AQuaSurF-like statistics of a tiny random network at initialisation: three 16-wide
   layers h = a W (W ~ N(0, 1/16), fixed seed) on 64 N(0,1) inputs, a = f(h); the mean and standard
   deviation of each layer's activations, and log(|input gradient| / |output gradient|) of a fixed random

@@ -106,27 +106,22 @@ class MNIST1DMLP(Task):
     name = "mnist1d-mlp"
     description = "MNIST-1D (generated locally), MLP 40-100-100-10, Adam"
     budget = Budget(steps=1500, batch_size=100, lr=2e-3, check_step=150)
+    sizes = (40, 100, 100, 10)
 
     def data(self):
         return mnist1d_data()
 
     def build(self, members):
-        return MLP(members)
+        return MLP(members, sizes=self.sizes)
 
 
-class MNIST1DMLPDeep(Task):
+class MNIST1DMLPDeep(MNIST1DMLP):
     """A held-out validation task, larger than the search tasks: mnist1d-mlp's data and budget with a
     plain (no residuals, no normalization) MLP of 5 hidden layers of 128, so the activation's effect on
     gradient flow through depth shows.  Not part of `all`."""
     name = "mnist1d-mlp-deep"
     description = "MNIST-1D (generated locally), MLP 40-128x5-10 (5 hidden layers, no residuals), Adam"
-    budget = Budget(steps=1500, batch_size=100, lr=2e-3, check_step=150)
-
-    def data(self):
-        return mnist1d_data()
-
-    def build(self, members):
-        return MLP(members, sizes=(40, 128, 128, 128, 128, 128, 10))
+    sizes = (40, 128, 128, 128, 128, 128, 10)
 
 
 class CNN1D(PopulationModel):

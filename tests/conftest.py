@@ -19,3 +19,12 @@ def ray_cluster():
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+
+
+@pytest.fixture
+def ratio_space(monkeypatch):
+    """Registers fake_training.RatioSpace as the space "ratio-test" for one test."""
+    import actsearch.search_spaces as spaces_mod
+    from fake_training import RatioSpace
+
+    monkeypatch.setitem(spaces_mod.SPACES, "ratio-test", RatioSpace)

@@ -1,11 +1,14 @@
-"""A fake executor for staged-evaluation tests: reports in evaluate_many's format for any plan
-{task: seeds}, with known true qualities and paired seed noise, and a ledger of every (candidate, task,
-seed) it "trains"."""
+"""Fakes for driver tests: a small space whose best candidate is known (RatioSpace, registered as
+"ratio-test" by the `ratio_space` fixture of conftest.py), and an executor for staged-evaluation tests:
+reports in evaluate_many's format for any plan {task: seeds}, with known true qualities and paired seed
+noise, and a ledger of every (candidate, task, seed) it "trains"."""
 from __future__ import annotations
 
 import random
 import re
 from collections import Counter
+
+from actsearch.search_spaces.base import SearchSpace
 
 BASELINE_QUALITY = {"relu": 0.0, "gelu": 0.01, "silu": 0.02}
 
@@ -68,3 +71,33 @@ class PlanExecutor:
 
     def shutdown(self):
         pass
+
+
+class RatioSpace(SearchSpace):
+    """x*sigmoid(((a+1)/(b+1))*x): different genomes with equal ratios are the same candidate."""
+
+    name = "ratio-test"
+
+    def sample(self, rng):
+        return [rng.randrange(6), rng.randrange(6)]
+
+    def formula(self, g):
+        return f"x*sigmoid({g[0] + 1}*x/{g[1] + 1})"
+
+    def enumerate(self):
+        return ([a, b] for a in range(6) for b in range(6))
+
+    def size(self):
+        return 36
+
+    def mutate(self, g, rng):
+        g = list(g)
+        i = rng.randrange(2)
+        g[i] = min(5, max(0, g[i] + rng.choice([-1, 1])))
+        return g
+
+    def crossover(self, a, b, rng):
+        return [a[0], b[1]], [b[0], a[1]]
+
+    def suggest(self, trial):
+        return [trial.suggest_int("a", 0, 5), trial.suggest_int("b", 0, 5)]

@@ -15,14 +15,12 @@ from actsearch.search import SearchConfig, SearchDriver
 from actsearch.store import ResultStore
 from actsearch.validation import validate_store
 from fake_training import PlanExecutor
-from test_search import RatioSpace
+from fake_training import RatioSpace
 
 VALIDATION_TASKS = ["digits-cnn", "mnist1d-mlp"]
 
 
-@pytest.fixture(autouse=True)
-def ratio_space(monkeypatch):
-    monkeypatch.setitem(spaces_mod.SPACES, "ratio-test", RatioSpace)
+pytestmark = pytest.mark.usefixtures("ratio_space")  # conftest.py: the fake space "ratio-test"
 
 
 def run_config(**kw):

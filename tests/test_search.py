@@ -8,45 +8,11 @@ import sqlite3
 
 import pytest
 
-import actsearch.search_spaces as spaces_mod
 from actsearch.search import SearchConfig, SearchDriver
-from actsearch.search_spaces.base import SearchSpace
 from actsearch.store import ResultStore, StoreError
 
 
-class RatioSpace(SearchSpace):
-    """x*sigmoid(((a+1)/(b+1))*x): different genomes with equal ratios are the same candidate."""
-
-    name = "ratio-test"
-
-    def sample(self, rng):
-        return [rng.randrange(6), rng.randrange(6)]
-
-    def formula(self, g):
-        return f"x*sigmoid({g[0] + 1}*x/{g[1] + 1})"
-
-    def enumerate(self):
-        return ([a, b] for a in range(6) for b in range(6))
-
-    def size(self):
-        return 36
-
-    def mutate(self, g, rng):
-        g = list(g)
-        i = rng.randrange(2)
-        g[i] = min(5, max(0, g[i] + rng.choice([-1, 1])))
-        return g
-
-    def crossover(self, a, b, rng):
-        return [a[0], b[1]], [b[0], a[1]]
-
-    def suggest(self, trial):
-        return [trial.suggest_int("a", 0, 5), trial.suggest_int("b", 0, 5)]
-
-
-@pytest.fixture(autouse=True)
-def ratio_space(monkeypatch):
-    monkeypatch.setitem(spaces_mod.SPACES, "ratio-test", RatioSpace)
+pytestmark = pytest.mark.usefixtures("ratio_space")  # conftest.py: the fake space "ratio-test"
 
 
 def fake_score(formula: str) -> float:

@@ -9,20 +9,16 @@ from collections import Counter
 
 import pytest
 
-import actsearch.search_spaces as spaces_mod
 from actsearch.search import SearchConfig, SearchDriver
 from actsearch.staging import (AshaPromotions, Rung, default_rungs, estimate_score, parse_rungs, ranking_key,
                                rungs_spec, t_interval)
 from actsearch.store import ResultStore
 from fake_training import PlanExecutor, ratio_quality
-from test_search import RatioSpace
 
 TASKS = ["digits-cnn", "mnist1d-mlp"]
 
 
-@pytest.fixture(autouse=True)
-def ratio_space(monkeypatch):
-    monkeypatch.setitem(spaces_mod.SPACES, "ratio-test", RatioSpace)
+pytestmark = pytest.mark.usefixtures("ratio_space")  # conftest.py: the fake space "ratio-test"
 
 
 def staged_config(**kw):

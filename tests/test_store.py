@@ -18,20 +18,17 @@ import textwrap
 import pytest
 from typer.testing import CliRunner
 
-import actsearch.search_spaces as spaces_mod
 import actsearch.store as store_mod
 from actsearch.cli import app
 from actsearch.search import SearchDriver
 from actsearch.store import SCHEMA_VERSION, ResultStore, StoreError
-from test_search import FakeExecutor, RatioSpace, config
+from test_search import FakeExecutor, config
 
 runner = CliRunner()
 PAGE = 4096
 
 
-@pytest.fixture(autouse=True)
-def ratio_space(monkeypatch):
-    monkeypatch.setitem(spaces_mod.SPACES, "ratio-test", RatioSpace)
+pytestmark = pytest.mark.usefixtures("ratio_space")  # conftest.py: the fake space "ratio-test"
 
 
 class PaddedExecutor(FakeExecutor):

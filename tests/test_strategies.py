@@ -82,7 +82,7 @@ def run_sequential(strategy: Strategy, n: int, fn=objective) -> list[tuple[list,
 # ----------------------------------------------------------------------------- registry
 
 def test_registry_and_unknown_name():
-    assert set(STRATEGIES) == {"exhaustive", "random", "evolution", "optuna"}
+    assert set(STRATEGIES) == {"exhaustive", "random", "evolution", "optuna", "surrogate"}
     for name, cls in STRATEGIES.items():
         assert cls.name == name
         assert isinstance(make_strategy(name, GridSpace()), cls)

@@ -9,20 +9,16 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import actsearch.search_spaces as spaces_mod
 from actsearch.cli import app
 from actsearch.search import SearchConfig, SearchDriver
 from actsearch.store import ResultStore
 from actsearch.tabular import TableError, TableExecutor, load_table, table_from_store, write_table
 from fake_training import PlanExecutor
-from test_search import RatioSpace
 
 TASKS = ["digits-cnn", "mnist1d-mlp"]
 
 
-@pytest.fixture(autouse=True)
-def ratio_space(monkeypatch):
-    monkeypatch.setitem(spaces_mod.SPACES, "ratio-test", RatioSpace)
+pytestmark = pytest.mark.usefixtures("ratio_space")  # conftest.py: the fake space "ratio-test"
 
 
 @pytest.fixture

@@ -9,21 +9,17 @@ from collections import Counter
 import pytest
 from typer.testing import CliRunner
 
-import actsearch.search_spaces as spaces_mod
 from actsearch.cli import app
 from actsearch.search import SearchDriver
 from actsearch.store import ResultStore
 from actsearch.validation import VALIDATION_SEED_BASE, fresh_seeds, held_out_tasks, validate_store, verdict
 from fake_training import PlanExecutor, ratio_quality
-from test_search import RatioSpace
 from test_staging import staged_config
 
 VAL_TASKS = ["digits-cnn", "mnist1d-mlp", "mnist1d-cnn"]  # the first two are the search tasks
 
 
-@pytest.fixture(autouse=True)
-def ratio_space(monkeypatch):
-    monkeypatch.setitem(spaces_mod.SPACES, "ratio-test", RatioSpace)
+pytestmark = pytest.mark.usefixtures("ratio_space")  # conftest.py: the fake space "ratio-test"
 
 
 def searched(tmp_path, **kw):
@@ -119,7 +115,6 @@ def test_validate_cli_on_a_run_stopped_early_and_search_json_reports_rungs(tmp_p
 def test_search_json_has_per_rung_counts_and_the_validation(tmp_path, monkeypatch):
     import actsearch.executor as executor_mod
 
-    monkeypatch.setitem(spaces_mod.SPACES, "ratio-test", RatioSpace)
     monkeypatch.setattr(executor_mod, "make_executor", lambda cfg, run_dir: PlanExecutor())
     r = CliRunner().invoke(app, ["search", "--space", "ratio-test", "--strategy", "random", "--tasks",
                                  "digits-cnn,mnist1d-mlp", "--budget", "9", "--batch", "3", "--executor", "local",
