@@ -133,9 +133,9 @@ class TableExecutor:
             cand = [row["acc"][t][i] for i in idx]
             base = {b: [v[i] for i in idx] for b, v in self.table["baselines"][t].items()}
             if any(v is None for v in cand) or any(v is None for v in base.get("relu", [None])):
-                rej = f"the table has no accuracy for some of seeds {seeds} on {t}"
-                return {"score": None, "tasks": {}, "seeds": [], "rejected": rej}
-            self.queries += len(seeds)
+                rej = Rejection(RejectionReason.EVALUATION_ERROR, "evaluate",
+                                f"the table has no accuracy for some of seeds {seeds} on {t}")
+                return {"score": None, "tasks": {}, "seeds": [], "rejected": str(rej), "rejection": rej.to_dict()}
             rejected = row.get("rejected")
             tasks[t] = {"metric": "accuracy", "chance": self.table["chance"][t], "seeds": list(seeds),
                         "candidate": summarize(cand), "baselines": {b: summarize(v) for b, v in base.items()},
@@ -144,6 +144,7 @@ class TableExecutor:
                         "score": task_score(sum(cand) / len(cand), sum(base["relu"]) / len(seeds),
                                             self.table["chance"][t]),
                         "wall_s": 0.0, "candidate_wall_s": 0.0}
+        self.queries += sum(len(seeds) for seeds in plan.values())  # counted once the whole plan is answered
         first = next(iter(plan.values()))
         return {"score": sum(t["score"] for t in tasks.values()) / len(tasks), "seeds": list(first), "tasks": tasks}
 
