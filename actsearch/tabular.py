@@ -189,3 +189,61 @@ def build_space_table(space: str, tasks: list, seeds: int, out_dir: str, steps: 
     return {"table": path, "candidates": len(table["candidates"]), "screened_out": len(table["screened_out"]),
             "evaluated": summary["evaluated"], "exhausted": summary["exhausted"],
             "wall_s": table["provenance"]["wall_s"], "bytes": os.path.getsize(path)}
+
+
+def table_statistics(table: dict, alpha: float = 0.05) -> dict:
+    """A table's distribution: per task, how many candidates beat / are beaten by ReLU, GELU and SiLU
+    significantly (paired t-test over the table's seeds, Holm-corrected over the candidates of each
+    task x baseline family, statsmodels); the Spearman rank correlation of the candidates' scores between
+    every two tasks (scipy); and where the catalog's named activations that are in the table rank by
+    their multi-task score (rank 1 = best, among the non-rejected candidates)."""
+    import statistics as st
+
+    from scipy import stats
+
+    from actsearch.staging import estimate_score
+    from actsearch.validation import holm, paired_test
+
+    tasks, seeds = table["tasks"], table["seeds"]
+    base = {t: {b: dict(zip(seeds, v)) for b, v in table["baselines"][t].items()} for t in tasks}
+    rows = [c for c in table["candidates"] if not c.get("rejected")
+            and all(v is not None for t in tasks for v in c["acc"][t])]
+    out: dict = {"candidates": len(table["candidates"]), "valid": len(rows), "seeds": len(seeds), "alpha": alpha,
+                 "tasks": {}}
+    scores = {}
+    for t in tasks:
+        per_task = {"best": None, "baselines": {}}
+        for b in ("relu", "gelu", "silu"):
+            if b not in table["baselines"][t]:
+                continue
+            tests = [paired_test(c["acc"][t], table["baselines"][t][b]) for c in rows]
+            adj = holm([x["p"] for x in tests], alpha)
+            per_task["baselines"][b] = {
+                "mean": st.fmean(table["baselines"][t][b]),
+                "better": sum(1 for x, p in zip(tests, adj) if p < alpha and x["diff"] > 0),
+                "worse": sum(1 for x, p in zip(tests, adj) if p < alpha and x["diff"] < 0)}
+        chance = {t: table["chance"][t]}
+        scores[t] = [estimate_score({t: dict(zip(seeds, c["acc"][t]))}, base, chance, {t: seeds}).score for c in rows]
+        i = max(range(len(rows)), key=lambda k: scores[t][k]) if rows else None
+        per_task["best"] = None if i is None else {"formula": rows[i]["canonical"], "score": scores[t][i]}
+        out["tasks"][t] = per_task
+    out["spearman"] = {f"{a} ~ {b}": float(stats.spearmanr(scores[a], scores[b]).statistic)
+                       for i, a in enumerate(tasks) for b in tasks[i + 1:] if len(rows) > 2}
+    overall = [estimate_score({t: dict(zip(seeds, c["acc"][t])) for t in tasks}, base, table["chance"],
+                              {t: seeds for t in tasks}).score for c in rows]
+    order = sorted(range(len(rows)), key=lambda k: -overall[k])
+    rank = {rows[k]["id"]: r + 1 for r, k in enumerate(order)}
+    from actsearch.catalog import load_catalog
+
+    named = []
+    for name, known in load_catalog().items():
+        try:
+            cid = known.candidate.id
+        except Exception:  # noqa: BLE001 - a catalog entry outside the formula language's reach
+            continue
+        if cid in rank:
+            k = order[rank[cid] - 1]
+            named.append({"name": name, "id": cid, "rank": rank[cid], "of": len(rows), "score": overall[k]})
+    out["catalog"] = sorted(named, key=lambda d: d["rank"])
+    out["top"] = [{"formula": rows[k]["canonical"], "score": overall[k]} for k in order[:10]]
+    return out

@@ -115,3 +115,25 @@ def test_bench_space_trains_a_small_real_table_and_resumes(tmp_path):
     for bad, match in ((["--seeds", "1"], "--seeds"), (["--limit", "0"], "--limit"), (["--executor", "gpu"], "executor")):
         r = CliRunner().invoke(app, ["bench", "space", "--out", str(tmp_path / "x"), *bad])
         assert r.exit_code == 2 and match in r.output
+
+
+def test_table_statistics_count_significant_candidates_with_holm(table_path):
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
+    from actsearch.tabular import table_statistics
+
+    path, _ = table_path
+    table = load_table(path)
+    s = table_statistics(table)
+    assert s["valid"] == len(table["candidates"]) == 23
+    t = "mnist1d-mlp"
+    relu = table["baselines"][t]["relu"]
+    ps = [stats.ttest_rel(c["acc"][t], relu).pvalue for c in table["candidates"]]
+    adj = multipletests(ps, method="holm")[1]
+    diffs = [sum(c["acc"][t]) / 5 - sum(relu) / 5 for c in table["candidates"]]
+    assert s["tasks"][t]["baselines"]["relu"]["better"] == sum(1 for p, d in zip(adj, diffs) if p < 0.05 and d > 0)
+    assert s["tasks"][t]["baselines"]["relu"]["worse"] == sum(1 for p, d in zip(adj, diffs) if p < 0.05 and d < 0)
+    # the fake's qualities are the same on both tasks: their scores rank alike
+    assert s["spearman"]["digits-cnn ~ mnist1d-mlp"] > 0.8
+    assert s["top"][0]["formula"] and s["top"][0]["score"] >= s["top"][-1]["score"]
