@@ -75,7 +75,27 @@ def write_table(table: dict, path: os.PathLike) -> str:
     return path
 
 
+_LOADED: dict = {}  # (path, mtime, size) -> table: config validation, the executor and benchmarks share one load
+
+
 def load_table(path: os.PathLike) -> dict:
+    """The table at `path` (TableError names what is wrong); loaded once per file version per process.
+    Treat it as read-only: it is shared."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size) if st else None
+    if key in _LOADED:
+        return _LOADED[key]
+    table = _read_table(path)
+    if key is not None:
+        _LOADED.clear()  # one table at a time is what searches and benchmarks use
+        _LOADED[key] = table
+    return table
+
+
+def _read_table(path: os.PathLike) -> dict:
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             table = json.load(f)
