@@ -101,3 +101,19 @@ class RatioSpace(SearchSpace):
 
     def suggest(self, trial):
         return [trial.suggest_int("a", 0, 5), trial.suggest_int("b", 0, 5)]
+
+
+def ratio_table(tmp_path, tasks=("digits-cnn", "mnist1d-mlp")):
+    """Every candidate of RatioSpace (register it first: the `ratio_space` fixture) on `tasks` x 5 seeds of
+    fake training, as a table: (table path, the run directory it was built in)."""
+    from actsearch.search import SearchConfig, SearchDriver
+    from actsearch.store import ResultStore
+    from actsearch.tabular import table_from_store, write_table
+
+    run = tmp_path / "bench"
+    cfg = SearchConfig(space="ratio-test", strategy="exhaustive", tasks=list(tasks), budget=100, seeds=5, batch=4,
+                       executor="local", rungs="flat")
+    SearchDriver(cfg, run, executor=PlanExecutor()).run()
+    with ResultStore(run, mode="read") as store:
+        table = table_from_store(store, {"command": "test"})
+    return write_table(table, tmp_path / "table.json.gz"), run

@@ -12,8 +12,8 @@ import pytest
 from actsearch.search import SearchConfig, SearchDriver
 from actsearch.staging import estimate_score
 from actsearch.store import ResultStore
-from actsearch.tabular import load_table, table_from_store, write_table
-from fake_training import PlanExecutor
+from actsearch.tabular import load_table
+from fake_training import ratio_table
 
 TASKS = ["digits-cnn", "mnist1d-mlp"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,13 +31,8 @@ def _bench():
 
 @pytest.fixture
 def table_path(tmp_path):
-    run = tmp_path / "bench"
-    cfg = SearchConfig(space="ratio-test", strategy="exhaustive", tasks=TASKS, budget=100, seeds=5, batch=4,
-                       executor="local", rungs="flat")
-    SearchDriver(cfg, run, executor=PlanExecutor()).run()
-    with ResultStore(run, mode="read") as store:
-        table = table_from_store(store, {"command": "test"})
-    return write_table(table, tmp_path / "table.json.gz")
+    """Every candidate of the ratio space on two tasks x 5 seeds (fake training), as a table."""
+    return ratio_table(tmp_path, TASKS)[0]
 
 
 def _direct_truth(table):

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from actsearch.cli import app
-from actsearch.search import SearchConfig, SearchDriver
+from actsearch.search import SearchConfig
 from actsearch.store import ResultStore
-from actsearch.tabular import TableError, TableExecutor, load_table, table_from_store, write_table
-from fake_training import PlanExecutor
+from actsearch.tabular import TableError, TableExecutor, load_table
+from fake_training import ratio_table
 
 TASKS = ["digits-cnn", "mnist1d-mlp"]
 
@@ -24,13 +24,7 @@ pytestmark = pytest.mark.usefixtures("ratio_space")  # conftest.py: the fake spa
 @pytest.fixture
 def table_path(tmp_path):
     """Every candidate of the ratio space on two tasks x 5 seeds (fake training), as a table."""
-    run = tmp_path / "bench"
-    cfg = SearchConfig(space="ratio-test", strategy="exhaustive", tasks=TASKS, budget=100, seeds=5, batch=4,
-                       executor="local", rungs="flat")
-    SearchDriver(cfg, run, executor=PlanExecutor()).run()
-    with ResultStore(run, mode="read") as store:
-        table = table_from_store(store, {"command": "test"})
-    return write_table(table, tmp_path / "table.json.gz"), run
+    return ratio_table(tmp_path, TASKS)
 
 
 def test_the_table_holds_what_the_store_holds(table_path):
