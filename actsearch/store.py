@@ -749,13 +749,13 @@ class ResultStore:
         out.sort(key=lambda r: ranking_key(r["score"], r["lcb"], r["rejected"] is not None, r["order"]))
         return out[:int(n)] if n else out
 
-    def history(self) -> list[tuple[int, Optional[float], Optional[str]]]:
-        """(evaluation number, score, rejected) in the order results arrived."""
+    def history(self) -> list[tuple[int, Optional[float], Optional[str], str]]:
+        """(evaluation number, rung-0 score, rejected, candidate id) in the order results arrived."""
         if self.schema >= 3:  # the rung-0 score: results.score moves up with the candidate's rung
             return [tuple(r) for r in self._all(
-                "SELECT r.n, COALESCE(g.score, r.score), r.rejected FROM results r LEFT JOIN rungs g "
+                "SELECT r.n, COALESCE(g.score, r.score), r.rejected, r.candidate_id FROM results r LEFT JOIN rungs g "
                 "ON g.candidate_id = r.candidate_id AND g.rung = 0 ORDER BY r.n")]
-        return [tuple(r) for r in self._all("SELECT n, score, rejected FROM results ORDER BY n")]
+        return [tuple(r) for r in self._all("SELECT n, score, rejected, candidate_id FROM results ORDER BY n")]
 
     def rung_spending(self) -> dict[int, dict]:
         """rung -> {"trainings": candidate (task, seed) trainings, "wall_s": their worker seconds}, from the

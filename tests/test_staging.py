@@ -264,3 +264,13 @@ def test_paired_test_matches_scipy():
     assert r["diff"] == pytest.approx(statistics.fmean(x - y for x, y in zip(a, b)))
     assert paired_test([0.5, 0.6], [0.4, 0.5])["p"] == 0.0  # identical non-zero differences
     assert paired_test([0.5, 0.6], [0.5, 0.6])["p"] == 1.0
+
+
+def test_history_is_rung_0_in_arrival_order_with_ids(tmp_path):
+    SearchDriver(staged_config(budget=9), tmp_path / "run", executor=PlanExecutor()).run()
+    with ResultStore(tmp_path / "run", mode="read") as s:
+        hist = s.history()
+        order = [r["id"] for r in sorted(s.ranked(), key=lambda r: r["order"])]
+        rung0 = {r["candidate_id"]: r["score"] for r in s.rung_rows() if r["rung"] == 0}
+    assert [h[0] for h in hist] == list(range(1, 10)) and [h[3] for h in hist] == order
+    assert all(h[1] == rung0[h[3]] for h in hist)  # the rung-0 score, not the score at a higher rung
