@@ -27,7 +27,7 @@ def test_bench_staged_smoke(tmp_path):
     bench = _load()
     out = tmp_path / "out.json"
     argv = ["--search-seeds", "0", "--budget", "6", "--steps", "20", "--tasks", "digits-cnn",
-            "--validate-seeds", "2", "--validate-tasks", "digits-cnn", "--executor", "local",
+            "--validate-seeds", "2", "--validate-tasks", "digits-cnn,mnist1d-mlp", "--executor", "local",
             "--run-root", str(tmp_path / "runs"), "--out", str(out)]
     result = bench.main(argv)
     data = json.loads(out.read_text())
