@@ -597,7 +597,7 @@ def top_rows(run_dir: str, n: int, references: bool = True) -> list[dict]:
     """The top `n` candidates by the conservative ranking (actsearch.staging), with their rung, tasks and
     seeds, score CI and validation verdict; ReLU, GELU and SiLU as reference rows (`"reference": true`)
     scored on the highest rung's tasks and seeds they have, in their ranked places."""
-    from actsearch.staging import estimate_score, parse_rungs, ranking_key
+    from actsearch.staging import ranking_key
     from actsearch.store import ResultStore
 
     store = ResultStore(run_dir, mode="read")  # read-only: never written, never locked
@@ -622,14 +622,16 @@ def top_rows(run_dir: str, n: int, references: bool = True) -> list[dict]:
                          "validation": ({"verdict": v["verdict"], "verdict_code": v["verdict_code"], "fresh": v["fresh"],
                                          "held_out": v["held_out"], "gap": v["gap"]} if v else None)})
         if references and rows:
-            rows += _reference_rows(store, parse_rungs, estimate_score)
+            rows += _reference_rows(store)
             rows.sort(key=lambda r: ranking_key(r["score"], r["lcb"], r["rejected"] is not None))
     finally:
         store.close()
     return rows
 
 
-def _reference_rows(store, parse_rungs, estimate_score) -> list[dict]:
+def _reference_rows(store) -> list[dict]:
+    """ReLU, GELU and SiLU scored like candidates, on the highest rung whose pairs they were trained on."""
+    from actsearch.staging import estimate_score, parse_rungs
     from actsearch.tasks import get_task
 
     cfg = store.config() or {}

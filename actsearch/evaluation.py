@@ -68,20 +68,27 @@ def summarize(values: Sequence[float]) -> dict:
             "per_seed": vals}
 
 
-def paired_comparison(candidate: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> dict:
-    """Mean paired difference, its Student-t confidence interval and the verdict."""
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> Optional[list]:
+    """The Student-t interval of the mean of `values` (n - 1 degrees of freedom); None for n < 2."""
     from scipy import stats
 
-    d = [float(a) - float(b) for a, b in zip(candidate, baseline)]
-    n = len(d)
-    mean = statistics.fmean(d)
-    if n < 2:  # no spread to estimate from: no interval (null in JSON), and never a conclusive verdict
-        return {"diff": mean, "ci": None, "verdict": "indistinguishable", "n": n}
-    sem = statistics.stdev(d) / math.sqrt(n)
+    n = len(values)
+    if n < 2:
+        return None
+    mean = statistics.fmean(values)
+    sem = statistics.stdev(values) / math.sqrt(n)
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
-    lo, hi = mean - half, mean + half
-    verdict = "better" if lo > 0 else "worse" if hi < 0 else "indistinguishable"
-    return {"diff": mean, "ci": [lo, hi], "verdict": verdict, "n": n}
+    return [mean - half, mean + half]
+
+
+def paired_comparison(candidate: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> dict:
+    """Mean paired difference, its Student-t confidence interval and the verdict."""
+    d = [float(a) - float(b) for a, b in zip(candidate, baseline)]
+    ci = t_interval(d, confidence)
+    if ci is None:  # no spread to estimate from: no interval (null in JSON), and never a conclusive verdict
+        return {"diff": statistics.fmean(d), "ci": None, "verdict": "indistinguishable", "n": len(d)}
+    verdict = "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "indistinguishable"
+    return {"diff": statistics.fmean(d), "ci": ci, "verdict": verdict, "n": len(d)}
 
 
 def task_score(candidate_mean: float, relu_mean: float, chance: float) -> float:

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 from actsearch.formula import Candidate, FormulaError
-from actsearch.staging import DEFAULT_ETA, AshaPromotions, estimate_score, parse_rungs, rungs_spec
+from actsearch.staging import DEFAULT_ETA, MAX_SEEDS, AshaPromotions, estimate_score, parse_rungs, rungs_spec
 from actsearch.store import ResultStore, StoreError
 
 MAX_STALE_ASKS = 5000  # consecutive asks without a new candidate to evaluate
@@ -110,8 +110,6 @@ class SearchConfig:
         bad = [o for o in self.objectives if o not in ("score", "cost")]
         if bad or not self.objectives or self.objectives[0] != "score":
             raise ValueError(f"--objectives must be 'score' or 'score,cost', got {','.join(self.objectives)}")
-        from actsearch.staging import MAX_SEEDS, parse_rungs
-
         if self.seeds > MAX_SEEDS:
             raise ValueError(f"--seeds must be <= {MAX_SEEDS}, got {self.seeds}")
         if self.eta is not None and (isinstance(self.eta, bool) or not isinstance(self.eta, numbers.Integral)
@@ -127,8 +125,6 @@ class SearchConfig:
             self.validate_tasks = [t.name for t in resolve_tasks(self.validate_tasks)]
 
     def resolved_rungs(self) -> list:
-        from actsearch.staging import parse_rungs
-
         return parse_rungs(self.rungs, self.tasks, self.seeds)
 
 
@@ -398,7 +394,7 @@ class SearchDriver:
                     job = self._promotion_batch() or self._new_batch()
                     if job is None:
                         break
-                    rung, items, plan = job
+                    items, plan = job
                     ex.submit(items, plan, timeout_s=cfg.timeout_s * max(
                         1.0, sum(map(len, plan.values())) / self.rungs[0].n_pairs))
                     inflight_batches += 1
@@ -441,7 +437,7 @@ class SearchDriver:
         return out
 
     def _promotion_batch(self) -> Optional[tuple]:
-        """(rung, items, plan) of up to `batch` candidates to promote, or None.  Promotions found in flight
+        """(items, plan) of up to `batch` candidates to promote, or None (self.inflight_rung says the rung).  Promotions found in flight
         by a resume come first; they are already recorded, so they are not recorded again."""
         for rung in sorted(self.pending_promotions, reverse=True):
             ids = self.pending_promotions[rung][:self.config.batch]
@@ -453,16 +449,16 @@ class SearchDriver:
             return None
         return self._submit_promotion(frm + 1, ids, record=True)
 
-    def _submit_promotion(self, rung: int, ids: list, record: bool) -> tuple:
+    def _submit_promotion(self, rung: int, ids: list, record: bool) -> tuple:  # (items, plan)
         for cid in ids:
             if record:
                 self.store.promote(cid, rung)
                 self.asha.mark_promoted(rung - 1, cid)
             self.inflight_rung[cid] = rung
-        return rung, self._items(ids), self.rungs[rung].delta(self.rungs[rung - 1])
+        return self._items(ids), self.rungs[rung].delta(self.rungs[rung - 1])
 
     def _new_batch(self) -> Optional[tuple]:
-        """(0, items, plan) of up to `batch` new candidates within the budget, or None."""
+        """(items, plan) of up to `batch` new rung-0 candidates within the budget, or None."""
         cfg = self.config
         done = self.store.n_results()
         batch: list = []
@@ -494,7 +490,7 @@ class SearchDriver:
         for c, g in batch:
             self.inflight_ids.setdefault(c.id, []).append(g)
             self.inflight_rung[c.id] = 0
-        return 0, [(c.id, c.source or c.formula, dict(c.params)) for c, _ in batch], self.rungs[0].pairs()
+        return [(c.id, c.source or c.formula, dict(c.params)) for c, _ in batch], self.rungs[0].pairs()
 
     def pareto(self) -> list[dict]:
         """The Pareto front of (score up, cost down) over the evaluated candidates."""

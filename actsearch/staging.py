@@ -145,25 +145,12 @@ class ScoreEstimate:
         return asdict(self)
 
 
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> Optional[list]:
-    """The Student-t interval of the mean of `values` (n - 1 degrees of freedom); None for n < 2."""
-    from scipy import stats
-
-    n = len(values)
-    if n < 2:
-        return None
-    mean = statistics.fmean(values)
-    sem = statistics.stdev(values) / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
-    return [mean - half, mean + half]
-
-
 def estimate_score(candidate: Mapping[str, Mapping[int, float]], baselines: Mapping[str, Mapping[str, Mapping[int, float]]],
                    chance: Mapping[str, float], pairs: Mapping[str, Sequence[int]],
                    compare: Sequence[str] = (), confidence: float = 0.95) -> ScoreEstimate:
     """The score over `pairs` (task -> seeds, the same seeds on every task) from accuracies:
     candidate[task][seed], baselines[task][name][seed] (ReLU required), chance[task]."""
-    from actsearch.evaluation import paired_comparison
+    from actsearch.evaluation import paired_comparison, t_interval
 
     tasks = list(pairs)
     seeds = list(next(iter(pairs.values()))) if pairs else []

@@ -624,21 +624,16 @@ class ResultStore:
             return [{"candidate_id": c, "rung": r, "status": st, "score": sc, "lcb": lcb, "rejected": rej,
                      "summary": json.loads(summ) if summ else None} for c, r, st, sc, lcb, rej, summ in rows]
 
-    def pooled_spreads(self) -> dict:
+    def pooled_spreads(self, rows: Optional[list] = None) -> dict:
         """rung -> staging.PooledSpread of the per-seed scores of the candidates that completed it (not
-        rejected), the spread behind the rankings' intervals."""
+        rejected), the spread behind the rankings' intervals.  `rows`: rung_rows() when the caller has them."""
         from actsearch.staging import pooled_spread
 
         lists: dict[int, list] = {}
-        for row in self.rung_rows():
+        for row in self.rung_rows() if rows is None else rows:
             if row["status"] == "done" and row["summary"] and not row["rejected"] and row["score"] is not None:
                 lists.setdefault(row["rung"], []).append(row["summary"].get("per_seed") or [])
         return {k: p for k, p in ((k, pooled_spread(v)) for k, v in lists.items()) if p is not None}
-
-    def log_update(self, genome, value, candidate_id: Optional[str] = None, note: Optional[str] = None) -> int:
-        """A better value for a told genome (the candidate's value at a higher rung), in the strategy's log."""
-        return self._write("INSERT INTO events (kind, genome, value, candidate_id, note) VALUES ('update', ?, ?, ?, ?)",
-                           (_dumps(genome), _dumps(value), candidate_id, note)).lastrowid
 
     def told_genomes(self, candidate_id: str) -> list:
         """The genomes told a value of `candidate_id` (several when duplicates were proposed), first tell first."""
@@ -725,11 +720,12 @@ class ResultStore:
                f"c.nearest_name, c.nearest_distance, r.n, {self._col('r.')} FROM results r "
                "JOIN candidates c ON c.id = r.candidate_id ORDER BY r.n")
         rows = self._all(sql)
+        rung_rows = self.rung_rows()  # read (and their summaries decoded) once for both uses
         top: dict[str, dict] = {}
-        for row in self.rung_rows():
+        for row in rung_rows:
             if row["status"] == "done" and row["rung"] >= top.get(row["candidate_id"], {"rung": -1})["rung"]:
                 top[row["candidate_id"]] = row
-        spread = self.pooled_spreads()
+        spread = self.pooled_spreads(rung_rows)
         for row in top.values():  # the interval with the spread pooled over the candidate's rung
             summ, pool = row["summary"], spread.get(row["rung"])
             ci = (pool.interval(row["score"], len(summ.get("per_seed") or []))
@@ -760,14 +756,9 @@ class ResultStore:
     def rung_spending(self) -> dict[int, dict]:
         """rung -> {"trainings": candidate (task, seed) trainings, "wall_s": their worker seconds}, from the
         evaluations table (validation trainings, whose rung is "validation", are counted apart)."""
-        out: dict = {}
-        with self._guard():
-            for metrics, wall in self._all("SELECT metrics, wall_s FROM evaluations"):
-                rung = json.loads(metrics).get("rung", 0)
-                d = out.setdefault(rung, {"trainings": 0, "wall_s": 0.0})
-                d["trainings"] += 1
-                d["wall_s"] += wall or 0.0
-        return out
+        # grouped in SQL: the search's status line asks for this after every batch
+        return {rung: {"trainings": n, "wall_s": wall or 0.0} for rung, n, wall in self._all(
+            "SELECT COALESCE(json_extract(metrics, '$.rung'), 0), COUNT(*), SUM(wall_s) FROM evaluations GROUP BY 1")}
 
     def screening_reasons(self) -> list[str]:
         return [r[0] for r in self._all("SELECT screening_reason FROM candidates WHERE screening_passed = 0")]

@@ -34,7 +34,6 @@ validation with the same seeds retrains nothing; each validation's summary is st
 """
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from typing import Callable, Optional, Sequence
@@ -58,20 +57,22 @@ def fresh_seeds(n: int) -> list[int]:
 
 
 def paired_test(candidate: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> dict:
-    """Mean paired difference, its Student-t interval and the two-sided paired t-test's p-value."""
+    """evaluation.paired_comparison's mean paired difference and Student-t interval, with the two-sided
+    paired t-test's p-value in place of the uncorrected verdict (validation's verdict comes after Holm)."""
     from scipy import stats
 
-    from actsearch.staging import t_interval
+    from actsearch.evaluation import paired_comparison
 
+    r = paired_comparison(candidate, baseline, confidence)
+    del r["verdict"]
     d = [float(a) - float(b) for a, b in zip(candidate, baseline)]
-    mean = statistics.fmean(d)
     if len(d) < 2:
-        p = 1.0
+        r["p"] = 1.0
     elif statistics.pstdev(d) == 0.0:  # identical differences: the t statistic is 0/0 or +-inf
-        p = 1.0 if mean == 0.0 else 0.0
+        r["p"] = 1.0 if r["diff"] == 0.0 else 0.0
     else:
-        p = float(stats.ttest_rel(candidate, baseline).pvalue)
-    return {"diff": mean, "ci": t_interval(d, confidence), "p": p, "n": len(d)}
+        r["p"] = float(stats.ttest_rel(candidate, baseline).pvalue)
+    return r
 
 
 def holm(pvalues: Sequence[float], alpha: float = ALPHA) -> list[float]:
@@ -137,8 +138,9 @@ def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optiona
     t0 = time.time()
     # what is missing per (task, candidate): nothing is trained twice
     jobs = []
+    have = {r["id"]: store.accuracies(r["id"]) for r in chosen}
     for task in tasks:
-        need = [r["id"] for r in chosen if any(s not in store.accuracies(r["id"]).get(task, {}) for s in fresh)]
+        need = [r["id"] for r in chosen if any(s not in have[r["id"]].get(task, {}) for s in fresh)]
         if need:
             jobs.append((task, need))
     timeout = float(cfg.get("timeout_s", 300.0)) * seeds
@@ -163,6 +165,7 @@ def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optiona
                 progress({"done": done_jobs, "of": len(jobs)})
 
     base = store.baseline_accuracies()
+    accuracy = {r["id"]: store.accuracies(r["id"]) for r in chosen}  # with what was just trained
     chance = {t: get_task(t).chance for t in tasks}
     names = list(dict.fromkeys(["relu", *baselines]))
     reference = {}
@@ -173,7 +176,7 @@ def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optiona
 
     rows, tests = [], []  # tests: (row index, task, baseline) in the order of `pvalues`
     for r in chosen:
-        acc = store.accuracies(r["id"])
+        acc = accuracy[r["id"]]
         row = {"id": r["id"], "formula": r["formula"], "canonical": r["canonical"], "rung": r["rung"],
                "search_score": r["score"], "search_ci": r["ci"], "tasks": {}, "missing": []}
         for t in tasks:
@@ -203,7 +206,7 @@ def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optiona
         return None if est.score is None else {"score": est.score, "ci": est.ci, "tasks": ts}
 
     for row in rows:
-        acc = store.accuracies(row["id"])
+        acc = accuracy[row["id"]]
         searched = [t for t in tasks if t in search_tasks and t in row["tasks"]]
         ho = [t for t in held_out if t in row["tasks"]]
         row["fresh"] = score(acc, searched)
@@ -230,12 +233,3 @@ def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optiona
     store.record_validation({"top": len(chosen), "ids": [r["id"] for r in chosen], "seeds": fresh, "tasks": tasks, "baselines": names, "alpha": alpha},
                             summary)
     return summary
-
-
-def median_gap(summary: dict) -> Optional[float]:
-    gaps = [r["gap"] for r in summary.get("candidates", []) if r.get("gap") is not None]
-    return statistics.median(gaps) if gaps else None
-
-
-def finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)

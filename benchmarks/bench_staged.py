@@ -39,6 +39,7 @@ Usage: python benchmarks/bench_staged.py [--search-seeds 0,1,2] [--budget 48] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -246,17 +247,29 @@ def arm_record(arm: str, seed: int, run_dir: str, cand: dict, val: dict, search:
     }
 
 
-def _open_executor(cfg, run_dir: str):
+@contextlib.contextmanager
+def searched(cfg, run_dir: str, label: str, steps_of: dict):
+    """Run (or resume) the search of `cfg` in `run_dir`, then yield (its summary, its store open for writing,
+    the executor, its compute) to validate with; the store is closed and the executor shut down after."""
     from actsearch.executor import make_executor
+    from actsearch.store import ResultStore
 
-    return make_executor(cfg, run_dir)
+    ex = make_executor(cfg, run_dir)
+    try:
+        search = run_search(cfg, run_dir, ex, label)
+        store = ResultStore(run_dir, mode="write")
+        try:
+            yield search, store, ex, search_compute(store, steps_of)
+        finally:
+            store.close()
+    finally:
+        ex.shutdown()
 
 
 # ------------------------------------------------------------------------------------------ one seed
 
 def run_seed(args, seed: int) -> dict:
     from actsearch.search import SearchConfig
-    from actsearch.store import ResultStore
 
     common = dict(space="swish", strategy="evolution", tasks=list(args.tasks), seeds=2, seed=seed, validate_top=0,
                   steps=args.steps, executor=args.executor, workers=args.workers)
@@ -268,24 +281,15 @@ def run_seed(args, seed: int) -> dict:
     cfg.validate()
     steps_of = task_steps(cfg.tasks, args.steps)
     _log(f"seed {seed}: staged search, budget {args.budget} -> {staged_dir}")
-    ex = _open_executor(cfg, staged_dir)
-    try:
-        search = run_search(cfg, staged_dir, ex, f"staged s{seed}")
-        store = ResultStore(staged_dir, mode="write")
-        try:
-            staged_compute = search_compute(store, steps_of)
-            cand = best_by_lcb(store)
-            _log(f"seed {seed}: staged compute {staged_compute['steps']} member-steps "
-                 f"({staged_compute['trainings']} trainings, per rung {staged_compute['trainings_per_rung']}); "
-                 f"validating {cand['formula']}")
-            val = validate_one(store, ex, staged_dir, "staged", cand["id"], args.validate_seeds, args.validate_tasks,
-                               f"staged s{seed}")
-            out["arms"]["staged"] = arm_record("staged", seed, staged_dir, cand, val, search, staged_compute)
-            out["staged_rungs"] = (store.config() or {}).get("rungs")
-        finally:
-            store.close()
-    finally:
-        ex.shutdown()
+    with searched(cfg, staged_dir, f"staged s{seed}", steps_of) as (search, store, ex, staged_compute):
+        cand = best_by_lcb(store)
+        _log(f"seed {seed}: staged compute {staged_compute['steps']} member-steps "
+             f"({staged_compute['trainings']} trainings, per rung {staged_compute['trainings_per_rung']}); "
+             f"validating {cand['formula']}")
+        val = validate_one(store, ex, staged_dir, "staged", cand["id"], args.validate_seeds, args.validate_tasks,
+                           f"staged s{seed}")
+        out["arms"]["staged"] = arm_record("staged", seed, staged_dir, cand, val, search, staged_compute)
+        out["staged_rungs"] = (store.config() or {}).get("rungs")
 
     # (b) flat, at the staged search's compute
     per_candidate = sum(2 * steps_of[t] for t in cfg.tasks)
@@ -295,28 +299,19 @@ def run_seed(args, seed: int) -> dict:
     fcfg = SearchConfig(budget=flat_budget, rungs="flat", **common)
     fcfg.validate()
     _log(f"seed {seed}: flat search, budget {flat_budget} (exact {exact:.2f}) -> {flat_dir}")
-    ex = _open_executor(fcfg, flat_dir)
-    try:
-        fsearch = run_search(fcfg, flat_dir, ex, f"flat s{seed}")
-        store = ResultStore(flat_dir, mode="write")
-        try:
-            flat_compute = search_compute(store, steps_of)
-            lcb_best, mean_best = best_by_lcb(store), best_by_mean(store)
-            val = validate_one(store, ex, flat_dir, "flat (LCB)", lcb_best["id"], args.validate_seeds,
-                               args.validate_tasks, f"flat s{seed}")
-            out["arms"]["flat (LCB)"] = arm_record("flat (LCB)", seed, flat_dir, lcb_best, val, fsearch, flat_compute)
-            if mean_best["id"] == lcb_best["id"]:
-                rec = dict(out["arms"]["flat (LCB)"], arm="flat (mean, old ranking)", same_as="flat (LCB)",
-                           validation_wall_s=0.0)
-            else:
-                val = validate_one(store, ex, flat_dir, "flat (mean, old ranking)", mean_best["id"],
-                                   args.validate_seeds, args.validate_tasks, f"flat s{seed}")
-                rec = arm_record("flat (mean, old ranking)", seed, flat_dir, mean_best, val, fsearch, flat_compute)
-            out["arms"]["flat (mean, old ranking)"] = rec
-        finally:
-            store.close()
-    finally:
-        ex.shutdown()
+    with searched(fcfg, flat_dir, f"flat s{seed}", steps_of) as (fsearch, store, ex, flat_compute):
+        lcb_best, mean_best = best_by_lcb(store), best_by_mean(store)
+        val = validate_one(store, ex, flat_dir, "flat (LCB)", lcb_best["id"], args.validate_seeds,
+                           args.validate_tasks, f"flat s{seed}")
+        out["arms"]["flat (LCB)"] = arm_record("flat (LCB)", seed, flat_dir, lcb_best, val, fsearch, flat_compute)
+        if mean_best["id"] == lcb_best["id"]:
+            rec = dict(out["arms"]["flat (LCB)"], arm="flat (mean, old ranking)", same_as="flat (LCB)",
+                       validation_wall_s=0.0)
+        else:
+            val = validate_one(store, ex, flat_dir, "flat (mean, old ranking)", mean_best["id"],
+                               args.validate_seeds, args.validate_tasks, f"flat s{seed}")
+            rec = arm_record("flat (mean, old ranking)", seed, flat_dir, mean_best, val, fsearch, flat_compute)
+        out["arms"]["flat (mean, old ranking)"] = rec
 
     out["compute"] = {"staged_steps": staged_compute["steps"], "flat_steps": flat_compute["steps"],
                       "staged_trainings": staged_compute["trainings"], "flat_trainings": flat_compute["trainings"],

@@ -22,6 +22,17 @@ def ray_cluster():
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models: one intra-op thread is much faster; the CLI sets the thread count globally, so restore it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def ratio_space(monkeypatch):
     """Registers fake_training.RatioSpace as the space "ratio-test" for one test."""
     import actsearch.search_spaces as spaces_mod

@@ -21,13 +21,7 @@ STEPS = 80  # past digits-cnn's check step (60), so the chance check runs
 assert get_task(TASK).budget.check_step < STEPS
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is much faster; the CLI sets the thread count globally, so restore it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 # ------------------------------------------------------------------------------------------ statistics

@@ -106,14 +106,6 @@ def test_moment_candidates_are_refused():
         PopulationKernel([k], [(0, 1)])
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_fused_training_matches_unfused_and_survives_rejections(one_thread):
     """fuse=True (one compiled graph) vs fuse=False (each candidate's own op): same training up to
     float rounding; members rejected mid-run (exp(exp(x)) at step 1, 0*x+1 at the chance check) are

@@ -10,8 +10,9 @@ from collections import Counter
 import pytest
 
 from actsearch.search import SearchConfig, SearchDriver
+from actsearch.evaluation import t_interval
 from actsearch.staging import (AshaPromotions, Rung, default_rungs, estimate_score, parse_rungs, ranking_key,
-                               rungs_spec, t_interval)
+                               rungs_spec)
 from actsearch.store import ResultStore
 from fake_training import PlanExecutor, ratio_quality
 

@@ -13,12 +13,7 @@ from actsearch.training import train_population
 NAME = "mnist1d-mlp-deep"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def n_params(task, members) -> int:
