@@ -14,6 +14,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q "torch==2.13.0" -e ".[dev]"
+	# timm is a test reference only (EvoNorm-B0/S0).  --no-deps: its torchvision requirement would
+	# replace the pinned CPU torch with a CUDA build; tests/timm_reference.py loads the modules it needs.
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps "timm==1.0.31"
 	touch $(STAMP)
 
 # The main job: a small but real search on embedded Ray (swish space, regularized evolution,
