@@ -518,7 +518,7 @@ class SurrogateStrategy(Strategy):
     def __init__(self, space: "SearchSpace", seed: int = 0, n_objectives: int = 1, *, n_startup: int = 10,
                  pool: int = 500, pool_refresh: int = 50, mutants: int = 50, parents: int = 5,
                  regressor: str = "forest", kappa: float = 1.0, epsilon: float = 0.05,
-                 enumerate_limit: int = 20000, **options: Any):
+                 enumerate_limit: int = 20000, max_features: float = 1.0, **options: Any):
         super().__init__(space, seed, n_objectives, **options)
         if regressor not in self.REGRESSORS:
             raise ValueError(f"regressor must be one of {', '.join(self.REGRESSORS)}, got {regressor!r}")
@@ -528,6 +528,9 @@ class SurrogateStrategy(Strategy):
             raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
         if not kappa >= 0:
             raise ValueError(f"kappa must be >= 0, got {kappa}")
+        if not 0.0 < max_features <= 1.0:
+            raise ValueError(f"max_features must be in (0, 1], got {max_features}")
+        self.max_features = float(max_features)
         self.n_startup, self.pool_size, self.pool_refresh = n_startup, pool, pool_refresh
         self.mutants, self.parents = mutants, parents
         self.regressor, self.kappa, self.epsilon = regressor, float(kappa), float(epsilon)
@@ -731,7 +734,8 @@ class SurrogateStrategy(Strategy):
         elif self.regressor == "forest":
             from sklearn.ensemble import RandomForestRegressor
 
-            model = RandomForestRegressor(n_estimators=self.N_TREES, random_state=self._random_state)
+            model = RandomForestRegressor(n_estimators=self.N_TREES, max_features=self.max_features,
+                                          random_state=self._random_state)
         else:
             from sklearn.neighbors import KNeighborsRegressor
 

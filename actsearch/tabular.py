@@ -214,7 +214,9 @@ def build_space_table(space: str, tasks: list, seeds: int, out_dir: str, steps: 
 def table_statistics(table: dict, alpha: float = 0.05) -> dict:
     """A table's distribution: per task, how many candidates beat / are beaten by ReLU, GELU and SiLU
     significantly (paired t-test over the table's seeds, Holm-corrected over the candidates of each
-    task x baseline family, statsmodels); the Spearman rank correlation of the candidates' scores between
+    task x baseline family, statsmodels; also at a Benjamini-Hochberg false discovery rate of alpha,
+    "better_fdr" / "worse_fdr", which describes the distribution but backs no claim about a single
+    candidate); the Spearman rank correlation of the candidates' scores between
     every two tasks (scipy); and where the catalog's named activations that are in the table rank by
     their multi-task score (rank 1 = best, among the non-rejected candidates)."""
     import statistics as st
@@ -222,7 +224,7 @@ def table_statistics(table: dict, alpha: float = 0.05) -> dict:
     from scipy import stats
 
     from actsearch.staging import estimate_score
-    from actsearch.validation import holm, paired_test
+    from actsearch.validation import benjamini_hochberg, holm, paired_test
 
     tasks, seeds = table["tasks"], table["seeds"]
     base = {t: {b: dict(zip(seeds, v)) for b, v in table["baselines"][t].items()} for t in tasks}
@@ -238,10 +240,14 @@ def table_statistics(table: dict, alpha: float = 0.05) -> dict:
                 continue
             tests = [paired_test(c["acc"][t], table["baselines"][t][b]) for c in rows]
             adj = holm([x["p"] for x in tests], alpha)
+            fdr = benjamini_hochberg([x["p"] for x in tests], alpha)
             per_task["baselines"][b] = {
                 "mean": st.fmean(table["baselines"][t][b]),
                 "better": sum(1 for x, p in zip(tests, adj) if p < alpha and x["diff"] > 0),
-                "worse": sum(1 for x, p in zip(tests, adj) if p < alpha and x["diff"] < 0)}
+                "worse": sum(1 for x, p in zip(tests, adj) if p < alpha and x["diff"] < 0),
+                "better_fdr": sum(1 for x, p in zip(tests, fdr) if p < alpha and x["diff"] > 0),
+                "worse_fdr": sum(1 for x, p in zip(tests, fdr) if p < alpha and x["diff"] < 0),
+                "better_raw": sum(1 for x in tests if x["p"] < alpha and x["diff"] > 0)}
         chance = {t: table["chance"][t]}
         scores[t] = [estimate_score({t: dict(zip(seeds, c["acc"][t]))}, base, chance, {t: seeds}).score for c in rows]
         i = max(range(len(rows)), key=lambda k: scores[t][k]) if rows else None

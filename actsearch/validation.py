@@ -84,6 +84,17 @@ def holm(pvalues: Sequence[float], alpha: float = ALPHA) -> list[float]:
     return [float(p) for p in multipletests(list(pvalues), alpha=alpha, method="holm")[1]]
 
 
+def benjamini_hochberg(pvalues: Sequence[float], alpha: float = ALPHA) -> list[float]:
+    """Benjamini-Hochberg (false discovery rate) adjusted p-values (statsmodels "fdr_bh"), in the order
+    given.  Less strict than Holm (which bounds the family-wise error): used beside it to describe a
+    distribution, never for a claim about one candidate."""
+    if not pvalues:
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(list(pvalues), alpha=alpha, method="fdr_bh")[1]]
+
+
 def verdict(outcomes: Sequence[str], n_tasks: int, kind: str = "held-out") -> tuple[str, str]:
     """(code, text) of a candidate from its per-task outcomes vs the best baseline; `kind` names the
     tasks ("held-out", or "searched" when the validation has no held-out task)."""

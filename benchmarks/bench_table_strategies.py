@@ -30,6 +30,9 @@ by up to 3 more flat searches when the table is partial and lacks candidates).  
 whether it is in the top 1%, and lookups-to-top-1% (the lookups answered up to and including the first
 top-1% candidate's rung-0 answer; never found counts as the larger arm's lookups + 1).
 
+A strategy may carry options, NAME:KEY=VALUE[:KEY=VALUE...] (e.g. surrogate:max_features=0.33), and is
+labelled by that whole spec.
+
 Usage: python benchmarks/bench_table_strategies.py --table PATH [--strategies random,evolution,optuna,surrogate]
            [--seeds 30] [--budget 200] [--tasks T1,T2 (default: the table's)] [--rungs flat|default]
            [--batch 4] [--eval-seeds 2] [--checkpoints 50,100,200] [--compare-staging STRATEGY]
@@ -115,6 +118,22 @@ def _executor_class():
     return LoggingTableExecutor
 
 
+def parse_strategy(spec: str) -> tuple[str, dict]:
+    """"surrogate" -> ("surrogate", {}); "surrogate:max_features=0.33:kappa=2" -> ("surrogate",
+    {"max_features": 0.33, "kappa": 2.0}): a strategy with options, labelled by its whole spec."""
+    name, *pairs = spec.split(":")
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"strategy spec {spec!r}: options are KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            options[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return name, options
+
+
 def run_search(table_path: str, executor, space: str, strategy: str, seed: int, budget: int, tasks: Sequence[str],
                eval_seeds: int = 2, rungs: Optional[str] = "flat", batch: int = 4) -> dict:
     """One search on the table in a temporary run dir (deleted afterwards): its evaluation order, the
@@ -122,8 +141,10 @@ def run_search(table_path: str, executor, space: str, strategy: str, seed: int, 
     from actsearch.search import SearchConfig, SearchDriver
     from actsearch.store import ResultStore
 
-    cfg = SearchConfig(space=space, strategy=strategy, tasks=list(tasks), seeds=eval_seeds, budget=budget, seed=seed,
-                       batch=batch, rungs=rungs, executor=f"table:{table_path}", validate_top=0)
+    name, options = parse_strategy(strategy)
+    cfg = SearchConfig(space=space, strategy=name, strategy_options=options, tasks=list(tasks), seeds=eval_seeds,
+                       budget=budget, seed=seed, batch=batch, rungs=rungs, executor=f"table:{table_path}",
+                       validate_top=0)
     run_dir = tempfile.mkdtemp(prefix=f"tabstrat-{strategy}-s{seed}-")
     t0 = time.time()
     try:

@@ -103,6 +103,9 @@ def test_registered_and_validates_options():
         make_strategy("surrogate", small_space(), regressor="svm")
     with pytest.raises(TypeError):
         make_strategy("surrogate", small_space(), population=10)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="max_features"):
+            make_strategy("surrogate", small_space(), max_features=bad)
 
 
 @pytest.mark.parametrize("pool", ["enumerated", "sampled"])

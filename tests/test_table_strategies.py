@@ -120,3 +120,12 @@ def test_staged_vs_flat_at_equal_lookups(table_path):
             assert r["lookups_to_top1"] is None or 0 < r["lookups_to_top1"] <= r["lookups"]
     assert {"staged", "flat"} == set(sg["summary"]) and sg["summary"]["flat"]["best_true"]["median"] is not None
     assert "| staged |" in mod.markdown(result)
+
+
+def test_strategy_specs_carry_options():
+    mod = _bench()
+    assert mod.parse_strategy("random") == ("random", {})
+    assert mod.parse_strategy("surrogate:max_features=0.33:n_startup=5:regressor=gp") == (
+        "surrogate", {"max_features": 0.33, "n_startup": 5, "regressor": "gp"})
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        mod.parse_strategy("surrogate:max_features")

@@ -128,6 +128,12 @@ def test_table_statistics_count_significant_candidates_with_holm(table_path):
     diffs = [sum(c["acc"][t]) / 5 - sum(relu) / 5 for c in table["candidates"]]
     assert s["tasks"][t]["baselines"]["relu"]["better"] == sum(1 for p, d in zip(adj, diffs) if p < 0.05 and d > 0)
     assert s["tasks"][t]["baselines"]["relu"]["worse"] == sum(1 for p, d in zip(adj, diffs) if p < 0.05 and d < 0)
+    bh = multipletests(ps, method="fdr_bh")[1]
+    assert s["tasks"][t]["baselines"]["relu"]["better_fdr"] == sum(1 for p, d in zip(bh, diffs) if p < 0.05 and d > 0)
+    assert s["tasks"][t]["baselines"]["relu"]["worse_fdr"] == sum(1 for p, d in zip(bh, diffs) if p < 0.05 and d < 0)
+    assert s["tasks"][t]["baselines"]["relu"]["better_raw"] == sum(1 for p, d in zip(ps, diffs) if p < 0.05 and d > 0)
+    # BH is never stricter than Holm
+    assert s["tasks"][t]["baselines"]["relu"]["worse_fdr"] >= s["tasks"][t]["baselines"]["relu"]["worse"]
     # the fake's qualities are the same on both tasks: their scores rank alike
     assert s["spearman"]["digits-cnn ~ mnist1d-mlp"] > 0.8
     assert s["top"][0]["formula"] and s["top"][0]["score"] >= s["top"][-1]["score"]
