@@ -108,6 +108,19 @@ def test_strategy_metrics_on_a_known_table(table_path, tmp_path, monkeypatch):
         assert m["evals_to_top1"]["median"] is not None and m["evals_to_top1"]["q75"] >= m["evals_to_top1"]["q25"]
         assert m["best_true_at"]["15"]["median"] is not None
 
+    # the figure script reads the JSON: curves are the medians / IQRs of the per-run curves
+    spec = importlib.util.spec_from_file_location("plot_table_strategies",
+                                                  ROOT / "benchmarks" / "plot_table_strategies.py")
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+    x, med, q25, q75 = plot.curves(saved)["random"]
+    assert len(x) == 15 and np.all(q25 <= med) and np.all(med <= q75)
+    last = [r["curve"][-1] for r in saved["strategies"]["random"]["runs"]]
+    assert med[-1] == pytest.approx(float(np.median(last)))
+    fig = plot.main([str(out), "--out", str(tmp_path / "fig.png"), "--json"])
+    assert (tmp_path / "fig.png").stat().st_size > 10_000
+    assert fig["median_evals_to_top1"]["evolution"] == saved["strategies"]["evolution"]["summary"]["evals_to_top1"]["median"]
+
 
 def test_staged_vs_flat_at_equal_lookups(table_path):
     mod = _bench()
