@@ -777,7 +777,9 @@ class SurrogateStrategy(Strategy):
         if self.regressor == "gp":
             mu, sd = model.predict(Z, return_std=True)
         elif self.regressor == "forest":
-            per_tree = np.stack([t.predict(Z) for t in model.estimators_])
+            # the trees' own input check (float32 conversion) done once, not once per tree: same numbers
+            Z32 = np.ascontiguousarray(Z, dtype=np.float32)
+            per_tree = np.stack([t.predict(Z32, check_input=False) for t in model.estimators_])
             mu, sd = per_tree.mean(axis=0), per_tree.std(axis=0)
         else:
             from sklearn.neighbors import NearestNeighbors

@@ -135,14 +135,16 @@ def parse_strategy(spec: str) -> tuple[str, dict]:
 
 
 def run_search(table_path: str, executor, space: str, strategy: str, seed: int, budget: int, tasks: Sequence[str],
-               eval_seeds: int = 2, rungs: Optional[str] = "flat", batch: int = 4) -> dict:
+               eval_seeds: int = 2, rungs: Optional[str] = "flat", batch: int = 4,
+               space_options: Optional[dict] = None) -> dict:
     """One search on the table in a temporary run dir (deleted afterwards): its evaluation order, the
     lookups answered at each rung-0 answer, its pick and its compute."""
     from actsearch.search import SearchConfig, SearchDriver
     from actsearch.store import ResultStore
 
     name, options = parse_strategy(strategy)
-    cfg = SearchConfig(space=space, strategy=name, strategy_options=options, tasks=list(tasks), seeds=eval_seeds,
+    cfg = SearchConfig(space=space, space_options=dict(space_options or {}), strategy=name,
+                       strategy_options=options, tasks=list(tasks), seeds=eval_seeds,
                        budget=budget, seed=seed, batch=batch, rungs=rungs, executor=f"table:{table_path}",
                        validate_top=0)
     run_dir = tempfile.mkdtemp(prefix=f"tabstrat-{strategy}-s{seed}-")
@@ -200,10 +202,22 @@ def spread(values: Sequence[Optional[float]]) -> dict:
     return {"median": float(med), "q25": float(q25), "q75": float(q75), "n": len(vals)}
 
 
-class Bench:
-    """The table loaded once, its truth, and one reusable executor."""
+def subspace_ids(space: str, space_options: dict) -> set:
+    """The candidate ids of every genome of a (smaller) space, e.g. pangaea with fewer unary operators
+    (their features are cached for the process: a surrogate search of that space reuses them)."""
+    from actsearch.search_spaces import get_space
+    from actsearch.surrogate_features import genome_features
 
-    def __init__(self, table_path: str, tasks: Optional[Sequence[str]] = None):
+    sp = get_space(space, **space_options)
+    return {cid for cid in (genome_features(sp, g)[0] for g in sp.enumerate()) if cid is not None}
+
+
+class Bench:
+    """The table loaded once, its truth, and one reusable executor.  With `space_options` the searches
+    run in that variant of the table's space (e.g. {"unary": [...]}, a subspace whose every candidate
+    the table holds) and the truth and top 1% are those of the subspace's candidates."""
+
+    def __init__(self, table_path: str, tasks: Optional[Sequence[str]] = None, space_options: Optional[dict] = None):
         from actsearch.search import SearchConfig
         from actsearch.tabular import load_table
 
@@ -214,6 +228,10 @@ class Bench:
             raise ValueError(f"{self.path}: the table does not name the space it was built from")
         self.tasks = list(tasks) if tasks else list(self.table["tasks"])
         self.truth = true_scores(self.table, self.tasks)
+        self.space_options = dict(space_options or {})
+        if self.space_options:
+            ids = subspace_ids(self.space, self.space_options)
+            self.truth = {c: v for c, v in self.truth.items() if c in ids}
         self.threshold, self.top = top_set(self.truth)
         self.executor = _executor_class()(SearchConfig(space=self.space, tasks=self.tasks), self.path)
 
@@ -221,7 +239,8 @@ class Bench:
         valid = {c: v for c, v in self.truth.items() if v is not None}
         best = sorted(valid, key=lambda c: -valid[c])[:10]
         formula = {c["id"]: c["formula"] for c in self.table["candidates"]}
-        return {"path": self.path, "space": self.space, "tasks": self.tasks, "seeds": self.table["seeds"],
+        return {"path": self.path, "space": self.space, "space_options": self.space_options, "tasks": self.tasks,
+                "seeds": self.table["seeds"],
                 "candidates": len(self.truth), "with_true_score": len(valid),
                 "screened_out": len(self.table.get("screened_out", [])), "top1_threshold": self.threshold,
                 "top1": sorted(self.top), "top1_size": len(self.top),
@@ -230,7 +249,7 @@ class Bench:
     def search(self, strategy: str, seed: int, budget: int, rungs: Optional[str], eval_seeds: int, batch: int,
                checkpoints: Sequence[int]) -> dict:
         run = run_search(self.path, self.executor, self.space, strategy, seed, budget, self.tasks, eval_seeds,
-                         rungs, batch)
+                         rungs, batch, self.space_options)
         return {**run_metrics(run, self.truth, self.top, checkpoints), "order": run["order"]}
 
 
@@ -252,10 +271,11 @@ def summarize(runs: list, budget: int, checkpoints: Sequence[int]) -> dict:
 def compare(table: str, strategies: Sequence[str] = DEFAULT_STRATEGIES, seeds: int = 30, budget: int = 200,
             tasks: Optional[Sequence[str]] = None, rungs: Optional[str] = "flat", batch: int = 4, eval_seeds: int = 2,
             checkpoints: Sequence[int] = DEFAULT_CHECKPOINTS, compare_staging: Optional[str] = None,
-            flat_seeds: int = 5, progress=None, bench: Optional[Bench] = None) -> dict:
+            flat_seeds: int = 5, progress=None, bench: Optional[Bench] = None,
+            space_options: Optional[dict] = None) -> dict:
     """Every strategy x search seed on the table; the result dict (what --out writes)."""
     progress = progress or (lambda msg: None)
-    b = bench or Bench(table, tasks)
+    b = bench or Bench(table, tasks, space_options)
     rungs = None if rungs in (None, "default") else rungs
     t0 = time.time()
     out = {"settings": {"strategies": list(strategies), "seeds": seeds, "budget": budget, "tasks": b.tasks,
@@ -380,6 +400,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--checkpoints", default=",".join(map(str, DEFAULT_CHECKPOINTS)))
     p.add_argument("--compare-staging", default=None, metavar="STRATEGY")
     p.add_argument("--flat-seeds", type=int, default=5)
+    p.add_argument("--space-options", default=None, metavar="JSON",
+                   help='search a variant of the table\'s space, e.g. \'{"unary": ["relu", "tanh"]}\' (the truth '
+                        'and top 1%% are then the subspace\'s)')
     p.add_argument("--out", default=None)
     p.add_argument("--json", action="store_true", help="print the JSON (without per-run curves) instead of markdown")
     a = p.parse_args(argv)
@@ -387,7 +410,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     tasks = [t.strip() for t in a.tasks.split(",") if t.strip()] if a.tasks else None
     checkpoints = [int(k) for k in a.checkpoints.split(",") if k.strip()]
     result = compare(a.table, strategies, a.seeds, a.budget, tasks, a.rungs, a.batch, a.eval_seeds, checkpoints,
-                     a.compare_staging, a.flat_seeds, progress=lambda m: print(m, file=sys.stderr, flush=True))
+                     a.compare_staging, a.flat_seeds, progress=lambda m: print(m, file=sys.stderr, flush=True),
+                     space_options=json.loads(a.space_options) if a.space_options else None)
     if a.out:
         with open(a.out, "w") as f:
             json.dump(result, f, indent=1)

@@ -23,12 +23,13 @@ from actsearch.kernels import fast_math
 from actsearch.kernels.printers import TorchCodePrinter
 
 def _group_moment_source() -> str:
-    """The torch helper of group moments, embedded in generated modules from its one definition."""
+    """The torch helpers of moments, embedded in generated modules from their one definition."""
     import inspect
 
     from actsearch.primitives import torch_ops
 
-    return f"\nMOMENT_EPS = {torch_ops.MOMENT_EPS!r}\n\n\n" + inspect.getsource(torch_ops._group_moment)
+    return (f"\nMOMENT_EPS = {torch_ops.MOMENT_EPS!r}\n\n\n" + inspect.getsource(torch_ops._group_moment) + "\n\n"
+            + inspect.getsource(torch_ops._axis_moment))
 
 
 @dataclass(frozen=True)

@@ -173,19 +173,21 @@ class _SafeCompiled:
         self.trace_error: Optional[str] = None  # the last trace or traced-call failure (that pattern then
         # goes to torch.compile)
 
-    def __call__(self, *args):
+    def __call__(self, *args, **settings):
+        """settings: keyword-only layer settings of moment candidates' forward (`groups`); such calls go
+        to torch.compile (traced graphs and AOT artifacts are keyed by the tensor arguments only)."""
         if self.kernel.compile_error is not None:
-            return self.fn(*args)
+            return self.fn(*args, **settings)
         t0 = time.perf_counter() if self.first else 0.0
-        out = self._traced_call(args) if self.use_traced else None
-        if out is None and self.kernel.cache is not None:
+        out = self._traced_call(args) if self.use_traced and not settings else None
+        if out is None and self.kernel.cache is not None and not settings:
             out = self._precompiled_call(args)
         if out is None:
             try:
-                out = self.compiled(*args)
+                out = self.compiled(*args, **settings)
             except Exception as exc:  # noqa: BLE001 - any compiler failure must degrade, not crash
                 self.kernel._fail(self.name, exc)
-                return self.fn(*args)
+                return self.fn(*args, **settings)
         if self.first:
             self.kernel.compile_seconds[self.name] = time.perf_counter() - t0
             self.first = False

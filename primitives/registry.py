@@ -324,19 +324,13 @@ _p("sum", "nary", None, lambda *a: sympy.Add(*a), "({0} + {1})", "({0} + {1})", 
 _p("prod", "nary", None, lambda *a: sympy.Mul(*a), "({0} * {1})", "({0} * {1})", 1, sets=(PG,))
 
 # ---- moments (normalization-activation layers; (N, C, *spatial) tensors) ---------------------------
-_TORCH_AXES = {
-    "batch": "[0] + list(range(2, {0}.dim()))",
-    "instance": "list(range(2, {0}.dim()))",
-    "layer": "list(range(1, {0}.dim()))",
-}
+# spelled as calls of the torch_ops helpers (embedded in generated modules), so that a compound
+# argument is one function argument
 for _name, _cls in F.MOMENT_FUNCTIONS.items():
     if _cls.scope == "group":
         _torch = f"_group_moment({{0}}, {_cls.stat!r}, groups)"
-    elif _cls.stat == "mean":
-        _torch = f"{{0}}.mean(dim={_TORCH_AXES[_cls.scope]}, keepdim=True)"
     else:
-        _var = f"{{0}}.var(dim={_TORCH_AXES[_cls.scope]}, keepdim=True, unbiased=False)"
-        _torch = _var if _cls.stat == "var" else f"torch.sqrt({_var} + {F.MOMENT_EPS!r})"
+        _torch = f"_axis_moment({{0}}, {_cls.scope!r}, {_cls.stat!r})"
     _p(_name, "moment", 1, _cls, _torch, None, 4, 1 if _cls.stat == "std" else 0,
        doc=_cls.__doc__, sets=("moment",))
 

@@ -10,7 +10,7 @@ from actsearch.formula import X
 from actsearch.numeric import evaluate
 from actsearch.primitives import EPS, GUARD_EPS, PRIMITIVES, get_primitive, protect, sigmoid, sinc, softplus, vocabulary
 from actsearch.primitives import functions as F
-from actsearch.primitives.torch_ops import _group_moment
+from actsearch.primitives.torch_ops import _axis_moment, _group_moment
 
 SWISH_UNARY = ["identity", "neg", "abs", "square", "cube", "sqrt", "scale", "shift", "log", "exp", "sin", "cos",
                "sinh", "cosh", "tanh", "asinh", "atan", "sinc", "relu", "min0", "sigmoid", "softplus", "gaussian",
@@ -39,7 +39,8 @@ def test_every_primitive_is_complete():
 def _torch_eval(prim, arrays, params):
     names = [f"a{i}" for i in range(len(arrays))] + [f"p{i}" for i in range(len(params))]
     code = prim.spell("torch", *names)
-    ns = {"torch": torch, "math": math, "_group_moment": _group_moment, "groups": F.MOMENT_GROUPS}
+    ns = {"torch": torch, "math": math, "_group_moment": _group_moment, "_axis_moment": _axis_moment,
+          "groups": F.MOMENT_GROUPS}
     ns.update({f"a{i}": torch.tensor(a, dtype=torch.float64) for i, a in enumerate(arrays)})
     ns.update({f"p{i}": float(v) for i, v in enumerate(params)})
     out = eval(compile(code, "<spelling>", "eval"), ns)  # our own templates, never user text
@@ -79,13 +80,27 @@ def _eval_multi(expr, syms, arrays, params):
     return np.broadcast_to(out, np.broadcast_shapes(*[np.shape(a) for a in arrays] or [()])).astype(float)
 
 
+@pytest.mark.parametrize("shape", [(4, 8, 5), (4, 8), (3, 8, 2, 3)])
 @pytest.mark.parametrize("name", sorted(F.MOMENT_FUNCTIONS))
-def test_moment_spellings_match_numpy(name):
+def test_moment_spellings_match_numpy(name, shape):
+    """On (N, C, L), (N, C) (an instance moment reduces over no axis there: mean x, var 0) and 4-D."""
     prim = PRIMITIVES[name]
-    x = np.random.default_rng(1).normal(1.0, 2.0, (4, 8, 5))
+    x = np.random.default_rng(1).normal(1.0, 2.0, shape)
     got = _torch_eval(prim, [x], [])
     expect = evaluate(prim(X), x)
     np.testing.assert_allclose(got, expect, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(F.MOMENT_FUNCTIONS))
+def test_moment_of_a_compound_argument(name):
+    """The spelling takes the argument whole: moment(x*sigmoid(x)), not x*moment(sigmoid(x))."""
+    prim = PRIMITIVES[name]
+    code = prim.spell("torch", "a0 * torch.sigmoid(a0)")
+    x = np.random.default_rng(2).normal(0.0, 1.5, (4, 8, 5))
+    ns = {"torch": torch, "_group_moment": _group_moment, "_axis_moment": _axis_moment, "groups": F.MOMENT_GROUPS,
+          "a0": torch.tensor(x)}
+    got = eval(compile(code, "<spelling>", "eval"), ns).expand(x.shape).numpy()  # our templates, never user text
+    np.testing.assert_allclose(got, evaluate(prim(X / (1 + sympy.exp(-X))), x), rtol=1e-9, atol=1e-10)
 
 
 @pytest.mark.parametrize("cls", [sigmoid, softplus, F.bessel_i0e, F.bessel_i1e, F.bessel_i1e_over_x, sinc, F.dsinc])
