@@ -32,6 +32,10 @@ PROBES = np.concatenate([PROBE_NORMAL, PROBE_GRID])
 # batch, instance, group and layer moments all differ.
 PROBE_TENSOR = (np.random.default_rng(PROBE_SEED + 1).standard_normal((8, 8, 16))
                 * np.linspace(0.5, 2.0, 8)[None, :, None] + np.linspace(-1.0, 1.0, 8)[None, :, None])
+# A strictly positive companion: a moment of an input undefined at one element of PROBE_TENSOR
+# (sqrt(x), log(x)) is undefined on its whole reduction, so every such layer would fingerprint as
+# all-NaN and share one id; those layers are also fingerprinted here, where they are defined.
+PROBE_TENSOR_POSITIVE = np.abs(PROBE_TENSOR) + 0.1
 
 FINGERPRINT_BITS = 20  # mantissa bits kept (relative rounding ~1e-6)
 # Values below this magnitude are rounded absolutely: equivalent spellings can differ by ~1e-15
@@ -63,7 +67,11 @@ def fingerprint(candidate) -> np.ndarray:
     structure the expression (1/(2*(u+eps)) vs 1/(2*u+eps)), and identity must not.  Points where the
     exact form is undefined (log of a negative, 0/0, overflow) are all recorded as one NaN marker."""
     x = probe_input(candidate)
-    rows = [evaluate(candidate.expr, x, p).ravel() for p in param_settings(candidate.params)]
+    settings = param_settings(candidate.params)
+    rows = [evaluate(candidate.expr, x, p).ravel() for p in settings]
+    if candidate.is_tensor_op and not all(np.isfinite(r).all() for r in rows):
+        # (only then, so that the ids of layers defined everywhere do not change)
+        rows += [evaluate(candidate.expr, PROBE_TENSOR_POSITIVE, p).ravel() for p in settings]
     return quantize(np.stack(rows))
 
 

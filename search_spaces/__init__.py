@@ -1,14 +1,16 @@
-"""actsearch.search_spaces — how candidates are generated and mutated (issue #5)."""
+"""actsearch.search_spaces — how candidates are generated and mutated (issue #5; evonorm: issue #17)."""
 from __future__ import annotations
 
 import inspect
 
 from .base import Genome, SearchSpace
+from .evonorm import EvoNormSpace
 from .pangaea import PangaeaSpace, dedup_report
 from .swish import SwishSpace
 from .tree import TreeSpace
 
-SPACES: dict[str, type[SearchSpace]] = {"swish": SwishSpace, "pangaea": PangaeaSpace, "tree": TreeSpace}
+SPACES: dict[str, type[SearchSpace]] = {"swish": SwishSpace, "pangaea": PangaeaSpace, "tree": TreeSpace,
+                                        "evonorm": EvoNormSpace}
 
 
 def get_space(name: str, **options) -> SearchSpace:
@@ -29,4 +31,4 @@ def get_space(name: str, **options) -> SearchSpace:
 
 
 __all__ = ["Genome", "SearchSpace", "SPACES", "get_space", "SwishSpace", "PangaeaSpace", "TreeSpace",
-           "dedup_report"]
+           "EvoNormSpace", "dedup_report"]

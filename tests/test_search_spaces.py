@@ -20,6 +20,7 @@ SPACE_FACTORIES = {
     "pangaea-registry": lambda: PangaeaSpace(preset="pangaea"),
     "tree": lambda: TreeSpace(),
     "tree-parametric": lambda: TreeSpace(vocabulary="swish", parametric=True, max_size=9, max_depth=3),
+    "evonorm": lambda: get_space("evonorm"),  # its own tests: tests/test_space_evonorm.py
 }
 
 
@@ -284,13 +285,13 @@ def test_tree_formula_text():
 
 # ---- the registry -----------------------------------------------------------------------------------------
 def test_get_space():
-    assert set(SPACES) == {"swish", "pangaea", "tree"}
+    assert set(SPACES) == {"swish", "pangaea", "tree", "evonorm"}
     for name, cls in SPACES.items():
         s = get_space(name)
         assert isinstance(s, cls) and s.name == name
     assert get_space("swish", units=1).size() == 6250
     assert get_space("pangaea", unary=["identity", "tanh"], binary=["max"]).size() == 4
-    with pytest.raises(ValueError, match="pangaea, swish, tree"):
+    with pytest.raises(ValueError, match="evonorm, pangaea, swish, tree"):
         get_space("nope")
     with pytest.raises(ValueError):
         get_space("swish", units=0)
