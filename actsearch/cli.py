@@ -464,7 +464,7 @@ def _print_eval(r: dict) -> None:
 
 @app.command()
 def search(
-    space: str = typer.Option("swish", "--space", help="Search space: swish, pangaea, tree."),
+    space: str = typer.Option("swish", "--space", help="Search space: swish, pangaea, tree, evonorm (layers)."),
     strategy: str = typer.Option("evolution", "--strategy", help="exhaustive, random, evolution, optuna, surrogate (a regressor on training-free features)."),
     tasks: str = typer.Option("mnist1d-mlp", "--tasks", help="Comma-separated tasks, or 'all'."),
     budget: int = typer.Option(200, "--budget", help="Distinct candidates to evaluate."),
@@ -483,7 +483,8 @@ def search(
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: embedded Ray)."),
     run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Run directory (default runs/<space>-<strategy>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
-    objectives: str = typer.Option("score", "--objectives", help="'score' or 'score,cost' (multi-objective)."),
+    objectives: str = typer.Option("score", "--objectives", help="'score', 'score,cost' (multi-objective), or 'tasks' (one score per task, "
+                                    "Pareto selection over tasks/architectures, as EvoNorm)."),
     seed: int = typer.Option(0, "--seed", help="Strategy seed."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds per candidate before it is rejected as timed out."),
     executor: str = typer.Option("ray", "--executor", help="ray (default), local (in-process), or table:PATH (answer "

@@ -39,6 +39,7 @@ from actsearch.store import ResultStore, StoreError
 MAX_STALE_ASKS = 5000  # consecutive asks without a new candidate to evaluate
 
 # config keys that must match to resume a run (budget, workers, address may change between sessions)
+OBJECTIVE_SETS = (["score"], ["score", "cost"], ["tasks"])
 RESUME_KEYS = ("space", "space_options", "strategy", "strategy_options", "tasks", "seeds", "steps", "seed",
                "objectives", "batch", "rungs", "eta")
 # a run made before staged evaluation was flat (one rung) with eta 3
@@ -107,15 +108,20 @@ class SearchConfig:
         self.tasks = [t.name for t in resolve_tasks(self.tasks)]
         if self.address:
             check_address(self.address)
-        bad = [o for o in self.objectives if o not in ("score", "cost")]
-        if bad or not self.objectives or self.objectives[0] != "score":
-            raise ValueError(f"--objectives must be 'score' or 'score,cost', got {','.join(self.objectives)}")
+        if list(self.objectives) not in OBJECTIVE_SETS:
+            raise ValueError(f"--objectives must be 'score', 'score,cost' or 'tasks' (one score per task, each "
+                             f"maximised), got {','.join(self.objectives)}")
+        if self.per_task and len(self.tasks) < 2:
+            raise ValueError("--objectives tasks needs at least two --tasks (one objective per task)")
         if self.seeds > MAX_SEEDS:
             raise ValueError(f"--seeds must be <= {MAX_SEEDS}, got {self.seeds}")
         if self.eta is not None and (isinstance(self.eta, bool) or not isinstance(self.eta, numbers.Integral)
                                      or self.eta < 2):
             raise ValueError(f"--eta must be an integer >= 2, got {self.eta!r}")
-        parse_rungs(self.rungs, self.tasks, self.seeds)
+        rungs = parse_rungs(self.rung_spec(), self.tasks, self.seeds)
+        if self.per_task and any(len(r.tasks) != len(self.tasks) for r in rungs):
+            raise ValueError(f"--objectives tasks: every rung must train every task (each candidate needs a score "
+                             f"on each), got --rungs {self.rungs}; use e.g. all:2,all:3,all:5")
         for name, value, low in (("--validate-top", self.validate_top, 0), ("--validate-seeds", self.validate_seeds, 2)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -124,8 +130,28 @@ class SearchConfig:
                 raise ValueError("--validate-tasks is empty; name at least one task or leave it out")
             self.validate_tasks = [t.name for t in resolve_tasks(self.validate_tasks)]
 
+    @property
+    def per_task(self) -> bool:
+        """One objective per search task (a layer's score on each architecture, selected by Pareto rank)."""
+        return list(self.objectives) == ["tasks"]
+
+    def n_objectives(self) -> int:
+        return len(self.tasks) if self.per_task else len(self.objectives)
+
+    def directions(self) -> tuple:
+        if self.per_task:
+            return ("maximize",) * len(self.tasks)
+        return ("maximize",) + ("minimize",) * (len(self.objectives) - 1)
+
+    def rung_spec(self) -> Optional[str]:
+        """--rungs, or with per-task objectives and no --rungs, the default rung shapes on every task."""
+        if self.per_task and (self.rungs is None or not str(self.rungs).strip()):
+            last = max(5, self.seeds)
+            return f"all:{self.seeds},all:{min(max(self.seeds + 1, 3), last)},all:{last}"
+        return self.rungs
+
     def resolved_rungs(self) -> list:
-        return parse_rungs(self.rungs, self.tasks, self.seeds)
+        return parse_rungs(self.rung_spec(), self.tasks, self.seeds)
 
 
 def check_address(address: str, timeout: float = 5.0) -> None:
@@ -251,7 +277,8 @@ class SearchDriver:
             self.asha = AshaPromotions(len(self.rungs), config.eta)
             self.space = get_space(config.space, **config.space_options)
             self.strategy = make_strategy(config.strategy, self.space, seed=config.seed,
-                                          n_objectives=len(config.objectives), **config.strategy_options)
+                                          n_objectives=config.n_objectives(), directions=config.directions(),
+                                          **config.strategy_options)
             self.executor = executor
             self.pending: list = []  # genomes asked but not told, to (re)submit
             self._replay()
@@ -305,12 +332,21 @@ class SearchDriver:
                 self.pending_promotions.setdefault(rung, []).append(cid)
 
     # -- one candidate's way to the executor
-    def _value(self, result: Optional[dict]):
+    def _value(self, result: Optional[dict], cid: Optional[str] = None):
         if result is None or result["score"] is None:
             return None
+        if self.config.per_task:
+            return self._task_value(self.store.task_scores(cid) if cid else None)
         if len(self.config.objectives) == 1:
             return float(result["score"])
         return (float(result["score"]), float(result["cost"] if result["cost"] is not None else 0.0))
+
+    def _task_value(self, task_scores: Optional[dict]) -> Optional[tuple]:
+        """Per-task objectives: the candidate's score on each search task, in --tasks order (None when one
+        is missing: the candidate is then treated as rejected by the strategy)."""
+        if not task_scores or any(task_scores.get(t) is None for t in self.config.tasks):
+            return None
+        return tuple(float(task_scores[t]) for t in self.config.tasks)
 
     def _prepare(self, genome) -> Optional[tuple]:
         """Build, fingerprint, screen and dedup one genome.  Returns ("eval" | "wait", candidate, genome), or
@@ -328,7 +364,7 @@ class SearchDriver:
                 return ("wait", c, genome)
             done = self.store.result(cid)
             if done is not None:  # duplicate of an evaluated candidate: its stored result, no training
-                value = self._value(done)
+                value = self._value(done, cid)
                 self.strategy.tell(genome, value)
                 self.store.log_tell(genome, value, cid, note="duplicate")
                 return None
@@ -412,7 +448,7 @@ class SearchDriver:
                     self.progress(self.status(t_start, started))
             summary = self.status(t_start, started, final=True)
             summary["exhausted"] = self._exhausted
-            if len(cfg.objectives) > 1:
+            if cfg.n_objectives() > 1:
                 summary["pareto"] = self.pareto()
             if cfg.validate_top > 0 and cfg.executor.startswith("table:"):
                 summary["validation"] = None  # a table has no fresh seeds to validate on
@@ -493,9 +529,19 @@ class SearchDriver:
         return [(c.id, c.source or c.formula, dict(c.params)) for c, _ in batch], self.rungs[0].pairs()
 
     def pareto(self) -> list[dict]:
-        """The Pareto front of (score up, cost down) over the evaluated candidates."""
+        """The Pareto front of (score up, cost down) over the evaluated candidates; with per-task
+        objectives, of the per-task scores (each up) at each candidate's highest rung."""
         from actsearch.strategies import pareto_front
 
+        if self.config.per_task:
+            tasks = self.config.tasks
+            rows = [(r, self._task_value(self.store.task_scores(r["id"]))) for r in self.store.ranked()
+                    if r["score"] is not None]
+            rows = [(r, v) for r, v in rows if v is not None]
+            # pareto_front maximises objective 0 and minimises the rest: negate the others
+            front = pareto_front([(v[0], *(-x for x in v[1:])) for _, v in rows])
+            return [{"id": rows[i][0]["id"], "formula": rows[i][0]["formula"], "score": rows[i][0]["score"],
+                     "task_scores": dict(zip(tasks, rows[i][1]))} for i in front]
         rows = [r for r in self.store.ranked() if r["score"] is not None and r["cost"] is not None]
         front = pareto_front([(r["score"], r["cost"]) for r in rows])
         return sorted(({"id": rows[i]["id"], "formula": rows[i]["formula"], "score": rows[i]["score"],
@@ -536,8 +582,14 @@ class SearchDriver:
                     cost = None
         updates: list = []
         if rung > 0:  # the strategy learns the value at the candidate's highest rung
-            value = None if score is None else (
-                float(score) if len(cfg.objectives) == 1 else (float(score), float(self.store.result(cid)["cost"] or 0.0)))
+            if score is None:
+                value = None
+            elif cfg.per_task:
+                value = self._task_value(est.task_scores if est is not None else None)
+            elif len(cfg.objectives) == 1:
+                value = float(score)
+            else:
+                value = (float(score), float(self.store.result(cid)["cost"] or 0.0))
             updates = [(g, value) for g in self.store.told_genomes(cid)]
         summary = {**est.to_dict(), "rung": rung, "rung_label": self.rungs[rung].label()} if est is not None else None
         self.store.record_rung(cid, rung, report, score, lcb=est.lcb if est is not None else None, summary=summary,
@@ -549,7 +601,7 @@ class SearchDriver:
         return self.store.result(cid)
 
     def _tell_waiters(self, cid: str, result: Optional[dict]) -> None:
-        value = self._value(result)
+        value = self._value(result, cid)
         for g in self.inflight_ids.pop(cid, []):
             self.strategy.tell(g, value)
             self.store.log_tell(g, value, cid)

@@ -624,6 +624,18 @@ class ResultStore:
             return [{"candidate_id": c, "rung": r, "status": st, "score": sc, "lcb": lcb, "rejected": rej,
                      "summary": json.loads(summ) if summ else None} for c, r, st, sc, lcb, rej, summ in rows]
 
+    def task_scores(self, candidate_id: str) -> Optional[dict]:
+        """task -> score at the candidate's highest completed rung (its estimate's task_scores), None when
+        it has no completed rung with an estimate."""
+        if self.schema < 3:
+            return None
+        rows = self._all("SELECT summary FROM rungs WHERE candidate_id = ? AND status = 'done' AND summary IS NOT NULL "
+                         "ORDER BY rung DESC LIMIT 1", (candidate_id,))
+        if not rows:
+            return None
+        with self._guard():
+            return json.loads(rows[0][0]).get("task_scores") or None
+
     def pooled_spreads(self, rows: Optional[list] = None) -> dict:
         """rung -> staging.PooledSpread of the per-seed scores of the candidates that completed it (not
         rejected), the spread behind the rankings' intervals.  `rows`: rung_rows() when the caller has them."""

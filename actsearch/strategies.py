@@ -12,8 +12,9 @@ a test loop), about training or about the result store:
 Contract (what a driver must know):
 
 * Values.  Single objective: a float, maximised (a 1-tuple is accepted).  Multi-objective
-  (n_objectives = m > 1): a tuple of m floats; objective 0 (the score) is maximised, objectives
-  1..m-1 (costs) are minimised.  None means the candidate was rejected (invalid formula, NaN during
+  (n_objectives = m > 1): a tuple of m floats; by default objective 0 (the score) is maximised and
+  objectives 1..m-1 (costs) are minimised; `directions` ("maximize" / "minimize" per objective)
+  says otherwise, e.g. one maximised score per task (a layer's score on each architecture, EvoNorm).  None means the candidate was rejected (invalid formula, NaN during
   training, screening failure...); a value containing NaN is treated as None.
 * Updates.  With staged evaluation a told genome may later get a better estimate of its value (more
   seeds and tasks at a higher rung): `update(genome, value)`.  Evolution replaces the value of the
@@ -135,14 +136,21 @@ class Strategy(ABC):
 
     name: str = ""
 
-    def __init__(self, space: "SearchSpace", seed: int = 0, n_objectives: int = 1, **options: Any):
+    def __init__(self, space: "SearchSpace", seed: int = 0, n_objectives: int = 1,
+                 directions: Optional[Sequence[str]] = None, **options: Any):
         if options:
             raise TypeError(f"strategy {self.name!r} got unknown options: {', '.join(sorted(options))}")
         if n_objectives < 1:
             raise ValueError(f"n_objectives must be >= 1, got {n_objectives}")
+        if directions is None:
+            directions = ("maximize",) + ("minimize",) * (n_objectives - 1)
+        directions = tuple(directions)
+        if len(directions) != n_objectives or any(d not in ("maximize", "minimize") for d in directions):
+            raise ValueError(f"directions must be {n_objectives} of 'maximize' / 'minimize', got {directions!r}")
         self.space = space
         self.seed = seed
         self.n_objectives = n_objectives
+        self.directions = directions
         self.rng = random.Random(seed)
         self._pending: dict[str, int] = {}          # genome key -> outstanding asks (insertion-ordered)
         self._pending_genomes: dict[str, Genome] = {}
@@ -316,6 +324,11 @@ class EvolutionStrategy(Strategy):
                 m.value = value
         self._fitness_cache = None
 
+    def _oriented(self, value: tuple) -> tuple:
+        """A value in the Pareto utilities' orientation (objective 0 maximised, the others minimised)."""
+        want = ("maximize",) + ("minimize",) * (len(value) - 1)
+        return tuple(v if d == w else -v for v, d, w in zip(value, self.directions, want))
+
     def _fitness(self) -> list[tuple]:
         """Sort key per population member; larger is better.  Rejected members get (-inf,)."""
         if self._fitness_cache is None:
@@ -324,7 +337,7 @@ class EvolutionStrategy(Strategy):
                 fit = [(m.value,) if m.value is not None else (-math.inf,) for m in members]
             else:
                 valid = [i for i, m in enumerate(members) if m.value is not None]
-                points = [members[i].value for i in valid]
+                points = [self._oriented(members[i].value) for i in valid]
                 ranks = pareto_ranks(points)
                 crowd = [0.0] * len(points)
                 for r in set(ranks):
@@ -398,8 +411,7 @@ class OptunaStrategy(Strategy):
                         constant_liar=constant_liar)
                 else:
                     sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-        directions = ["maximize"] + ["minimize"] * (n_objectives - 1)
-        self.study = optuna.create_study(sampler=sampler, directions=directions)
+        self.study = optuna.create_study(sampler=sampler, directions=list(self.directions))
         self._trials: dict[str, deque] = {}  # genome key -> outstanding trials, oldest first
 
     def _ask(self) -> Optional[Genome]:
@@ -461,7 +473,8 @@ class SurrogateStrategy(Strategy):
       arrived (tell or update) since the last fit.  BLAS/OpenMP run on one thread while fitting and
       predicting (the matrices are small; on a loaded machine two threads were 200x slower).
     * Values.  Objective 0 only: with n_objectives > 1 the first objective (the score) is learned
-      and the costs are ignored.  A genome's value is its latest tell or update (update replaces the
+      and the costs are ignored; when every objective is maximised (one score per task) their mean
+      is learned.  A genome's value is its latest tell or update (update replaces the
       value of a told genome; an update of a genome never told is ignored).  The regressor learns a
       Gaussian copula of the values (ranks, ties averaged, mapped to N(0,1) quantiles), so that one
       outlier (-228,870 for 0**erf(x) on the synthetic objective) does not flatten the rest; rejected
@@ -592,9 +605,16 @@ class SurrogateStrategy(Strategy):
             self._version += 1
 
     def _objective(self, value: Optional[Value]) -> Optional[float]:
+        """The value learned: objective 0 (the score; costs ignored), or, when every objective is
+        maximised (one score per task), their mean."""
         if value is None:
             return None
-        v = value if self.n_objectives == 1 else value[0]
+        if self.n_objectives == 1:
+            v = value
+        elif all(d == "maximize" for d in self.directions):
+            v = sum(value) / len(value)
+        else:
+            v = value[0]
         return v if math.isfinite(v) else None
 
     def _training_keys(self) -> list[str]:

@@ -1,0 +1,106 @@
+"""--objectives tasks: one maximised score per search task (a layer's score on each architecture, as
+EvoNorm selects layers), Pareto selection in the strategies, the per-task Pareto front in the summary."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from actsearch.search import SearchConfig, SearchDriver
+from actsearch.store import ResultStore
+from actsearch.strategies import dominates, make_strategy
+from fake_training import PlanExecutor, RatioSpace, report
+
+TASKS = ["digits-cnn", "mnist1d-mlp"]
+
+pytestmark = pytest.mark.usefixtures("ratio_space")
+
+
+def task_quality(formula: str, task: str) -> float:
+    """Conflicting tasks: digits-cnn prefers a/b = 1.5, mnist1d-mlp prefers a/b = 0.5."""
+    a, b = map(int, re.findall(r"sigmoid\((\d+)\*x/(\d+)\)", formula)[0])
+    best = 1.5 if task == "digits-cnn" else 0.5
+    return 0.05 - 0.1 * abs(a / b - best)
+
+
+class TaskPlanExecutor(PlanExecutor):
+    def wait(self):
+        if self.crash_after is not None and self.answered >= self.crash_after:
+            raise KeyboardInterrupt("simulated driver death")
+        items, plan = self.queue.pop(0)
+        self.answered += 1
+        out = []
+        for cid, formula, _ in items:
+            tasks = {}
+            for task, seeds in plan.items():
+                for s in seeds:
+                    self.ledger[(cid, task, s)] += 1
+                tasks.update(report(cid, task_quality(formula, task), {task: seeds}, self.noise)["tasks"])
+            out.append((cid, {"score": None, "seeds": list(next(iter(plan.values()))), "tasks": tasks}, "fake", 0.0))
+        return [out]
+
+
+def config(**kw):
+    base = dict(space="ratio-test", strategy="evolution", strategy_options={"population": 8, "tournament": 3},
+                tasks=list(TASKS), objectives=["tasks"], budget=18, seeds=2, batch=3, executor="local", seed=2)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def test_config_checks_and_default_rungs_train_every_task():
+    cfg = config()
+    cfg.validate()
+    assert cfg.n_objectives() == 2 and cfg.directions() == ("maximize", "maximize")
+    assert all(r.tasks == tuple(TASKS) for r in cfg.resolved_rungs())
+    assert [r.seeds for r in cfg.resolved_rungs()] == [2, 3, 5]
+    with pytest.raises(ValueError, match="at least two --tasks"):
+        config(tasks=["digits-cnn"]).validate()
+    with pytest.raises(ValueError, match="every rung must train every task"):
+        config(rungs="1:2,all:5").validate()
+    with pytest.raises(ValueError, match="'tasks'"):
+        config(objectives=["tasks", "cost"]).validate()
+
+
+def test_strategies_take_directions():
+    s = make_strategy("evolution", RatioSpace(), n_objectives=2, directions=("maximize", "maximize"))
+    # in the utilities' orientation (objective 0 up, the rest down) the second score is negated
+    assert s._oriented((0.1, 0.2)) == (0.1, -0.2)
+    assert dominates(s._oriented((0.2, 0.3)), s._oriented((0.1, 0.2)))
+    with pytest.raises(ValueError, match="directions"):
+        make_strategy("random", RatioSpace(), n_objectives=2, directions=("maximize",))
+    opt = make_strategy("optuna", RatioSpace(), n_objectives=2, directions=("maximize", "maximize"))
+    assert [d.name for d in opt.study.directions] == ["MAXIMIZE", "MAXIMIZE"]
+    sur = make_strategy("surrogate", RatioSpace(), n_objectives=2, directions=("maximize", "maximize"))
+    assert sur._objective((0.1, 0.3)) == pytest.approx(0.2)  # the mean of per-task scores is learned
+
+
+def test_per_task_search_tells_task_scores_and_reports_their_pareto_front(tmp_path):
+    summary = SearchDriver(config(), tmp_path / "run", executor=TaskPlanExecutor()).run()
+    with ResultStore(tmp_path / "run", mode="read") as store:
+        tells = [v for k, _, v in store.events() if k == "tell" and v is not None]
+        ranked = [r for r in store.ranked() if r["score"] is not None]
+        scores = {r["id"]: store.task_scores(r["id"]) for r in ranked}
+    assert tells and all(isinstance(v, list) and len(v) == 2 for v in tells)
+    front = summary["pareto"]
+    assert front and all(set(f["task_scores"]) == set(TASKS) for f in front)
+    points = {c: (s["digits-cnn"], -s["mnist1d-mlp"]) for c, s in scores.items() if s}
+    for f in front:  # nothing evaluated dominates a front member, and every non-member is dominated
+        assert not any(dominates(p, points[f["id"]]) for p in points.values())
+    ids = {f["id"] for f in front}
+    for c, p in points.items():
+        if c not in ids:
+            assert any(dominates(points[f], p) for f in ids)
+    # the conflicting tasks give a front of more than one candidate
+    assert len(front) >= 2
+
+
+def test_per_task_search_resumes_exactly(tmp_path):
+    SearchDriver(config(), tmp_path / "ref", executor=TaskPlanExecutor()).run()
+    with pytest.raises(KeyboardInterrupt):
+        SearchDriver(config(), tmp_path / "run", executor=TaskPlanExecutor(crash_after=3)).run()
+    SearchDriver(config(), tmp_path / "run", resume=True, executor=TaskPlanExecutor()).run()
+    with ResultStore(tmp_path / "ref", mode="read") as a, ResultStore(tmp_path / "run", mode="read") as b:
+        ea = [(k, g, v) for k, g, v in a.events() if k in ("ask", "tell")]
+        eb = [(k, g, v) for k, g, v in b.events() if k in ("ask", "tell")]
+        assert [(k, g) for k, g, _ in ea] == [(k, g) for k, g, _ in eb]
+        assert [r["id"] for r in a.ranked()] == [r["id"] for r in b.ranked()]
