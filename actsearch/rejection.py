@@ -8,6 +8,8 @@ so that runs can be counted and compared by reason; the free-text `detail` says 
   invalid_formula    the genome or text does not make a valid formula (FormulaError)
   not_evaluable      the formula cannot be evaluated numerically (fingerprint or screening probes)
   screened_out       a screening check failed (its own code, e.g. non_finite, leads the detail)
+  unstable           a layer whose input gradient explodes under an adversarial input perturbation
+                     (actsearch.layer_stability, EvoNorm's stability protocol), before any training
   codegen_error      the kernel source could not be generated (printer or derivative failure)
   compile_error      the generated kernel could not be compiled or run (Inductor/Triton failure)
   diverged           training was stopped: non-finite loss, or chance accuracy at the check step
@@ -27,6 +29,7 @@ class RejectionReason(str, enum.Enum):
     INVALID_FORMULA = "invalid_formula"
     NOT_EVALUABLE = "not_evaluable"
     SCREENED_OUT = "screened_out"
+    UNSTABLE = "unstable"
     CODEGEN_ERROR = "codegen_error"
     COMPILE_ERROR = "compile_error"
     DIVERGED = "diverged"

@@ -352,6 +352,7 @@ class SearchDriver:
         """Build, fingerprint, screen and dedup one genome.  Returns ("eval" | "wait", candidate, genome), or
         None after telling the strategy.  This is the candidate's boundary: any exception raised on its
         way here is recorded as its rejection (a reason code and the error) and the search goes on."""
+        from actsearch.layer_stability import check_stability
         from actsearch.rejection import Rejection
         from actsearch.screening import screen_candidate
 
@@ -375,6 +376,12 @@ class SearchDriver:
                 cand = describe_candidate(c, genome, screening)
                 if not screening.passed:
                     cand["reason_code"] = "screened_out"
+                elif c.is_tensor_op:  # a layer: EvoNorm's stability protocol, before any training
+                    stage = "stability"
+                    stability = check_stability(c)
+                    if not stability.passed:
+                        cand.update(screening_passed=False, reason_code="unstable",
+                                    screening_reason=f"{stability.reason} (checked in {stability.seconds:.2f} s)")
                 self.store.record_candidate(cand)
         except StoreError:  # the run's own store, not the candidate, is at fault: stop
             raise
@@ -622,9 +629,17 @@ class SearchDriver:
                           if hasattr(self, "inflight_rung") else 0,
                           "trainings": spent.get(r.index, {}).get("trainings", 0),
                           "wall_s": spent.get(r.index, {}).get("wall_s", 0.0)})
+        rejections = self.store.rejection_counts()
+        # what rejecting before training saved: each unstable layer would have cost a rung-0 evaluation
+        # (the run's mean so far), measured in the same units as the rungs' wall_s
+        r0 = spent.get(0, {})
+        per_candidate = r0.get("wall_s", 0.0) / n if n else None
+        unstable = rejections.get("unstable", 0)
+        savings = {"unstable": {"count": unstable, "est_saved_s": (unstable * per_candidate
+                                                                   if per_candidate is not None else None)}}
         return {"run_dir": self.run_dir, "evaluated": n, "budget": self.config.budget,
                 "rejected": self.store.n_rejected(), "screened_out": self.store.n_screened_out(),
-                "rejections": self.store.rejection_counts(), "eta": self.config.eta, "rungs": rungs,
+                "rejections": rejections, "rejection_savings": savings, "eta": self.config.eta, "rungs": rungs,
                 "elapsed_s": el, "rate_per_min": 60 * (n - started) / el if el > 0 else 0.0,
                 "best": ({"id": best["id"], "formula": best["formula"], "score": best["score"], "rung": best["rung"],
                           "lcb": best["lcb"]} if best else None)}
