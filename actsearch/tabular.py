@@ -201,7 +201,12 @@ def build_space_table(space: str, tasks: list, seeds: int, out_dir: str, steps: 
     summary = SearchDriver(cfg, out_dir, resume=resume, progress=progress).run()
     with ResultStore(out_dir, mode="read") as store:
         prior = (store.meta("table_wall_s") or 0.0)
+        # a build interrupted before its end never stored its wall time: the store's own record of the
+        # work (worker seconds of every training, first to last candidate) survives every resume
+        first, last = store._all("SELECT MIN(created), MAX(created) FROM candidates")[0]
+        worker_s = sum(v["wall_s"] for v in store.rung_spending().values())
         table = table_from_store(store, {"command": command, "wall_s": prior + time.time() - t0,
+                                         "worker_s": worker_s, "span_s": (last - first) if first else 0.0,
                                          "created": time.time()})
     with ResultStore(out_dir, mode="write") as store:
         store._set_meta("table_wall_s", table["provenance"]["wall_s"])

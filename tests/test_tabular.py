@@ -104,6 +104,8 @@ def test_bench_space_trains_a_small_real_table_and_resumes(tmp_path):
     assert all(len(c["acc"]["digits-cnn"]) == 2 and all(0 <= a <= 1 for a in c["acc"]["digits-cnn"])
                for c in table["candidates"])
     assert set(table["baselines"]["digits-cnn"]) >= {"relu", "gelu", "silu"}
+    prov = table["provenance"]
+    assert prov["worker_s"] > 0 and prov["span_s"] >= 0 and prov["wall_s"] >= prov["span_s"]
     again = CliRunner().invoke(app, args)  # a finished table: resumed, nothing trained again
     assert again.exit_code == 0 and json.loads(again.stdout)["candidates"] == 3
     for bad, match in ((["--seeds", "1"], "--seeds"), (["--limit", "0"], "--limit"), (["--executor", "gpu"], "executor")):
