@@ -1,4 +1,4 @@
-"""Command-line interface: `actsearch check | known | primitives | export | eval | search | top | validate | report |
+"""Command-line interface: `actsearch check | known | primitives | export | eval | baselines | search | top | validate | report |
 bench | drill`.  Every command has --json."""
 from __future__ import annotations
 
@@ -226,9 +226,13 @@ def _print_check(r: dict) -> None:
     if r["params"]:
         out.print("params: " + ", ".join(f"{k}={v:g}" for k, v in r["params"].items()))
     out.print(f"f'(x) = {r['derivative']}", highlight=False)
+    from rich.markup import escape
+
     props = Table(show_header=False, box=None, pad_edge=False)
     for k, v in r["properties"].items():
-        props.add_row(f"  {k}", _show(v))
+        # a layer's moments, "batch_std(x), instance_std(x)"; escaped: rich would read "[batch_std(x)]" as markup
+        names = isinstance(v, list) and v and all(isinstance(e, str) for e in v)
+        props.add_row(f"  {k}", escape(", ".join(v) if names else _show(v)))
     out.print(props)
     s = r["screening"]
     if s["passed"]:
@@ -356,18 +360,19 @@ def tasks_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON l
     """The proxy tasks `eval` trains on: data, model, budget, chance level."""
     from actsearch.tasks import DEFAULT_TASKS, TASKS
 
-    rows = [{"name": t.name, "description": t.description, "metric": t.metric, "chance": t.chance,
+    rows = [{"name": t.name, "kind": t.kind, "description": t.description, "metric": t.metric, "chance": t.chance,
              "steps": t.budget.steps, "batch_size": t.budget.batch_size, "lr": t.budget.lr,
-             "check_step": t.budget.check_step, "in_all": t.name in DEFAULT_TASKS} for t in TASKS.values()]
+             "check_step": t.budget.check_step, "in_all": t.name in DEFAULT_TASKS, "reference": t.reference,
+             "baselines": list(t.baselines)} for t in TASKS.values()]
     if as_json:
         _json(rows)
         return
     table = Table()
-    for col in ("task", "description", "steps x batch", "chance", "in 'all'"):
+    for col in ("task", "kind", "description", "steps x batch", "chance", "in group"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["description"], f"{r['steps']} x {r['batch_size']}", f"{r['chance']:.3f}",
-                      "yes" if r["in_all"] else "")
+        table.add_row(r["name"], r["kind"], r["description"], f"{r['steps']} x {r['batch_size']}", f"{r['chance']:.3f}",
+                      "all" if r["in_all"] else "layers" if r["kind"] == "layer" else "")
     out.print(table)
 
 
@@ -377,12 +382,14 @@ def _split(text: Optional[str]) -> list[str]:
 
 @app.command("eval")
 def eval_cmd(
-    formula: str = typer.Argument(..., help="The candidate formula, e.g. 'x*sigmoid(beta*x)'."),
+    formula: str = typer.Argument(..., help="The candidate formula, e.g. 'x*sigmoid(beta*x)', or a layer "
+                                  "with moment ops, e.g. 'x*sigmoid(v*x)/group_std(x)' -p v=1 on layer tasks."),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="NAME=VALUE initial parameter value."),
     task: Optional[str] = typer.Option(None, "--task", help="One task (default mnist1d-mlp)."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated tasks, or 'all'."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated tasks, 'all' or 'layers' (the layer tasks)."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per model (paired across candidate and baselines)."),
-    baselines: str = typer.Option("relu,gelu,silu", "--baselines", help="Comma-separated built-in baselines."),
+    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated built-in baselines (default "
+                                            "relu,gelu,silu; on layer tasks bn-relu,gn-relu,bn-silu,evonorm-b0,evonorm-s0)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: each task's budget)."),
     threads: int = typer.Option(2, "--threads", help="torch threads (results are reproducible per thread count)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Train the baselines even if cached."),
@@ -406,17 +413,19 @@ def eval_cmd(
     import torch
 
     from actsearch.evaluation import evaluate
-    from actsearch.population import make_activation
-    from actsearch.tasks import TASKS, resolve_tasks
+    from actsearch.tasks import resolve_tasks, task_kind
 
     try:
         names = ([task.strip()] if task else []) + _split(tasks)
         task_list = resolve_tasks(names or None)
-        base = _split(baselines)
+        kind = task_kind(task_list)
+        if baselines is not None and not _split(baselines):
+            raise CLIError("--baselines is empty; name at least one baseline")
+        base = _split(baselines) if baselines is not None else list(task_list[0].baselines)
         for b in base:
-            make_activation(b)
-        if candidate.is_tensor_op:
-            make_activation(candidate)
+            task_list[0].make_unit(b)
+        if candidate.is_tensor_op != (kind == "layer"):
+            task_list[0].make_unit(candidate)  # raises: the candidate is of the other kind
     except (CLIError, ValueError) as exc:
         raise _fail(str(exc))
     torch.set_num_threads(threads)
@@ -457,9 +466,64 @@ def _print_eval(r: dict) -> None:
                           f"{v['diff']:+.4f}", _fmt_ci(v.get("ci"), 4), f"[{color}]{v['verdict']}[/]")
         out.print(table)
         extra = f"; [red]rejected[/]: {t['rejected']} (saved {t['saved_s']:.1f} s)" if t["rejected"] else ""
-        out.print(f"  score {t['score']:+.3f} (improvement over ReLU as a fraction of ReLU's margin over chance "
+        ref = {"relu": "ReLU", "bn-relu": "BN-ReLU"}.get(t.get("reference", "relu"), t.get("reference"))
+        out.print(f"  score {t['score']:+.3f} (improvement over {ref} as a fraction of {ref}'s margin over chance "
                   f"{t['chance']:.3f}); {t['wall_s']:.1f} s{extra}")
     out.print(f"[bold]multi-task score {r['score']:+.3f}[/] for {c['canonical']} ({c['id']})")
+
+
+@app.command("baselines")
+def baselines_cmd(
+    tasks: str = typer.Option("layers", "--tasks", help="Comma-separated tasks, 'all' or 'layers' (the layer tasks)."),
+    seeds: int = typer.Option(5, "--seeds", help="Seeds per baseline (paired)."),
+    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated baselines (default: the "
+                                            "tasks' own: relu,gelu,silu or bn-relu,gn-relu,bn-silu,evonorm-b0,evonorm-s0)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: each task's budget)."),
+    threads: int = typer.Option(2, "--threads", help="torch threads (results are reproducible per thread count)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Train the baselines even if cached."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """The baselines alone on tasks with paired seeds: mean, std, 95% CI of the mean, paired difference
+    with the reference (ReLU; BN-ReLU on layer tasks).  docs/layers.md's table."""
+    try:
+        if not _split(tasks):
+            raise CLIError("--tasks is empty; name at least one task (see `actsearch tasks`), 'all' or 'layers'")
+        if baselines is not None and not _split(baselines):
+            raise CLIError("--baselines is empty; name at least one baseline")
+        if seeds < 1:
+            raise CLIError(f"--seeds must be >= 1, got {seeds}")
+        if steps is not None and steps < 1:
+            raise CLIError(f"--steps must be >= 1, got {steps}")
+        if threads < 1:
+            raise CLIError(f"--threads must be >= 1, got {threads}")
+    except CLIError as exc:
+        raise _fail(str(exc))
+    import torch
+
+    from actsearch.evaluation import baseline_table
+
+    torch.set_num_threads(threads)
+    try:
+        r = baseline_table(_split(tasks), seeds=seeds, baselines=_split(baselines) if baselines is not None else None,
+                           steps=steps, cache=False if no_cache else None)
+    except ValueError as exc:
+        raise _fail(str(exc))
+    if as_json:
+        _json(r)
+        return
+    for name, t in r["tasks"].items():
+        table = Table(title=f"{name}: test accuracy, {len(r['seeds'])} seeds, {t['steps']} steps "
+                            f"({t['trained']} trained, {t['cached']} cached, {t['wall_s']:.1f} s)", title_justify="left")
+        for col in ("baseline", "mean", "std", "95% CI", f"diff vs {t['reference']}", "95% CI ", "verdict"):
+            table.add_column(col, justify="left" if col in ("baseline", "verdict") else "right")
+        for b, row in t["rows"].items():
+            v = row["vs_reference"]
+            same = b == t["reference"]
+            ci = _finite_ci(row["ci"])
+            table.add_row(b, f"{row['mean']:.4f}", f"{row['std']:.4f}", f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "n/a",
+                          "" if same else f"{v['diff']:+.4f}", "" if same else _fmt_ci(v["ci"], 4),
+                          "" if same else v["verdict"])
+        out.print(table)
 
 
 @app.command()

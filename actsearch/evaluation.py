@@ -20,6 +20,13 @@ as a fraction of ReLU's margin over chance,
 candidate scores: its rejected seeds count as chance).  It is scale-free across tasks whose
 accuracies and chance levels differ, and needs no other baseline.
 
+Layer tasks (`task.kind == "layer"`, a normalization-activation candidate in every layer slot) work the
+same way with the task's own reference and baselines: the score is measured against BN-ReLU
+(`task.reference`, always trained), and the default baselines are BN-ReLU, GN-ReLU, BN-SiLU, EvoNorm-B0
+and EvoNorm-S0 (`task.baselines`; names in actsearch.pop_layers.BUILTIN_LAYERS).  One evaluation's tasks
+must all be of the candidate's kind: a scalar activation on a layer task, or a layer on an activation
+task, is a ValueError before any training.
+
 Baselines are trained once per (task, seed, steps, task version, library versions, threads) and cached
 as JSON under <cache>/baselines (the kernel cache's directory, ACTSEARCH_CACHE_DIR).
 """
@@ -40,11 +47,11 @@ import torch
 
 from actsearch import __version__
 from actsearch.formula import Candidate
-from actsearch.population import Member, make_activation
-from actsearch.tasks import TASK_VERSION, Task, resolve_tasks
+from actsearch.population import Member
+from actsearch.tasks import TASK_VERSION, Task, resolve_tasks, task_kind
 from actsearch.training import MemberResult, train_population
 
-DEFAULT_BASELINES = ("relu", "gelu", "silu")
+DEFAULT_BASELINES = ("relu", "gelu", "silu")  # the activation tasks' (Task.baselines; layer tasks have their own)
 
 
 def versions() -> dict:
@@ -138,18 +145,92 @@ def _seed_list(seeds) -> list[int]:
     return out
 
 
+def _train_with_baselines(task: Task, seed_list: list[int], needed: list[str], units: list, n_steps: int,
+                          cache: Optional[BaselineCache], progress) -> tuple[dict, dict, int, int]:
+    """Train the baselines `needed` (those not in `cache`) and `units` (each distinct key once) with the
+    seeds of `seed_list` in one population.  Returns ({baseline: {seed: result}}, {unit key: {seed:
+    result}}, the number of baseline members trained, the population's size); caches new baselines."""
+    base_results: dict[str, dict[int, MemberResult]] = {b: {} for b in needed}
+    members: list[Member] = []
+    for b in needed:
+        for s in seed_list:
+            hit = cache.get(task, b, s, n_steps) if cache else None
+            if hit is not None:
+                base_results[b][s] = hit
+            else:
+                members.append(Member(task.make_unit(b), s))
+    n_base_trained = len(members)
+    seen = set()
+    for unit in units:
+        if unit.key not in seen:
+            seen.add(unit.key)
+            members += [Member(unit, s) for s in seed_list]
+    cb = (lambda done, total, name=task.name: progress(name, done, total)) if progress else None
+    trained = train_population(task, members, steps=n_steps, progress=cb) if members else []
+    by_key: dict[str, dict[int, MemberResult]] = {}
+    for i, (m, r) in enumerate(zip(members, trained)):
+        if i >= n_base_trained:
+            by_key.setdefault(m.activation.key, {})[m.seed] = r
+        else:
+            base_results[m.activation.key][m.seed] = r
+            if cache and not r.rejected:
+                cache.put(task, m.activation.key, m.seed, n_steps, r)
+    return base_results, by_key, n_base_trained, len(members)
+
+
+def baseline_table(tasks: Union[None, str, Sequence[str]] = None, seeds: Union[int, Sequence[int]] = 5,
+                   baselines: Optional[Sequence[str]] = None, steps: Optional[int] = None,
+                   cache: Union[BaselineCache, None, bool] = None,
+                   progress: Optional[Callable[[str, int, int], None]] = None) -> dict:
+    """The baselines alone, with paired seeds, per task: each baseline's test accuracy (mean, std, per
+    seed, the 95% Student-t interval of the mean) and its paired comparison with the task's reference
+    (ReLU; BN-ReLU on layer tasks).  `baselines=None`: the tasks' defaults.  What docs/layers.md's table
+    is made of (`actsearch baselines --tasks layers --seeds 5`)."""
+    task_list = resolve_tasks([tasks] if isinstance(tasks, str) else tasks)
+    task_kind(task_list)
+    seed_list = _seed_list(seeds)
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    names = list(dict.fromkeys(task_list[0].baselines if baselines is None else baselines))
+    for b in names:
+        task_list[0].make_unit(b)
+    cache = None if cache is False else (cache if isinstance(cache, BaselineCache) else BaselineCache())
+    out = {"seeds": seed_list, "baselines": names, "versions": versions(), "settings": deterministic_settings(),
+           "tasks": {}}
+    for task in task_list:
+        n_steps = task.budget.steps if steps is None else int(steps)
+        needed = list(dict.fromkeys([task.reference, *names]))
+        t0 = time.perf_counter()
+        results, _, n_trained, _ = _train_with_baselines(task, seed_list, needed, [], n_steps, cache, progress)
+        ref = [results[task.reference][s].accuracy for s in seed_list]
+        rows = {}
+        for b in needed:
+            acc = [results[b][s].accuracy for s in seed_list]
+            rows[b] = {**summarize(acc), "ci": t_interval(acc),
+                       "rejected": next((f"seed {s}: {results[b][s].rejected}" for s in seed_list
+                                         if results[b][s].rejected), None),
+                       "vs_reference": paired_comparison(acc, ref)}
+        out["tasks"][task.name] = {"kind": task.kind, "reference": task.reference, "chance": task.chance,
+                                   "steps": n_steps, "rows": rows, "trained": n_trained,
+                                   "cached": len(needed) * len(seed_list) - n_trained,
+                                   "wall_s": time.perf_counter() - t0}
+    return out
+
+
 def evaluate(candidate: Candidate, tasks: Union[None, str, Sequence[str]] = None, seeds: int = 3,
-             baselines: Sequence[str] = DEFAULT_BASELINES, steps: Optional[int] = None, screen: bool = True,
+             baselines: Optional[Sequence[str]] = None, steps: Optional[int] = None, screen: bool = True,
              cache: Union[BaselineCache, None, bool] = None,
              progress: Optional[Callable[[str, int, int], None]] = None) -> dict:
     """Train `candidate` and the baselines on each task with seeds 0..seeds-1; see the module docstring.
-    `cache=False` trains the baselines every time.  `progress(task, done, total)` reports member-steps."""
+    `cache=False` trains the baselines every time.  `progress(task, done, total)` reports member-steps.
+    `baselines=None`: the tasks' default baselines (ReLU, GELU, SiLU; on layer tasks BN-ReLU, GN-ReLU,
+    BN-SiLU, EvoNorm-B0, EvoNorm-S0)."""
     return evaluate_many([candidate], tasks, seeds, baselines, steps, screen, cache, progress)[0]
 
 
 def evaluate_many(candidates: Sequence[Candidate], tasks: Union[None, str, Sequence[str]] = None,
                   seeds: Union[int, Sequence[int], Mapping[str, Sequence[int]]] = 3,
-                  baselines: Sequence[str] = DEFAULT_BASELINES, steps: Optional[int] = None, screen: bool = True,
+                  baselines: Optional[Sequence[str]] = None, steps: Optional[int] = None, screen: bool = True,
                   cache: Union[BaselineCache, None, bool] = None,
                   progress: Optional[Callable[[str, int, int], None]] = None) -> list[dict]:
     """`evaluate` for several candidates at once: per task, every candidate's seeds and the uncached
@@ -169,9 +250,14 @@ def evaluate_many(candidates: Sequence[Candidate], tasks: Union[None, str, Seque
     for t in task_list:
         if not plan.get(t.name):
             raise ValueError(f"no seeds for task {t.name}")
-    baselines = list(dict.fromkeys(baselines))
+    kind_task = task_list[0]
+    task_kind(task_list)  # one kind: a candidate is an activation or a layer, never both
+    baselines = list(dict.fromkeys(kind_task.baselines if baselines is None else baselines))
     for b in baselines:
-        make_activation(b)  # unknown names fail before any training
+        kind_task.make_unit(b)  # unknown names (or names of the other kind) fail before any training
+    for candidate in candidates:  # a layer on an activation task (or the reverse): refused before training
+        if candidate.is_tensor_op != (kind_task.kind == "layer"):
+            kind_task.make_unit(candidate)
     cache = None if cache is False else (cache if isinstance(cache, BaselineCache) else BaselineCache())
     first = plan[task_list[0].name]
     outs, acts = [], []
@@ -189,42 +275,19 @@ def evaluate_many(candidates: Sequence[Candidate], tasks: Union[None, str, Seque
             if not sc.passed:
                 reason = "screening: " + "; ".join(sc.reasons)
         outs.append(out)
-        acts.append((None, reason) if reason else (make_activation(candidate), None))
+        acts.append((None, reason) if reason else (kind_task.make_unit(candidate), None))
 
     for task in task_list:
         seed_list = plan[task.name]
         n_steps = task.budget.steps if steps is None else int(steps)
         t0 = time.perf_counter()
-        # baselines always include ReLU: the score is measured against it
-        needed = list(dict.fromkeys(["relu", *baselines]))
-        base_results: dict[str, dict[int, MemberResult]] = {b: {} for b in needed}
-        members: list[Member] = []
-        for b in needed:
-            for s in seed_list:
-                hit = cache.get(task, b, s, n_steps) if cache else None
-                if hit is not None:
-                    base_results[b][s] = hit
-                else:
-                    members.append(Member(make_activation(b), s))
-        n_base_trained = len(members)
-        seen = set()
-        for act, _ in acts:
-            if act is not None and act.key not in seen:
-                seen.add(act.key)
-                members += [Member(act, s) for s in seed_list]
-        cb = (lambda done, total, name=task.name: progress(name, done, total)) if progress else None
-        trained = train_population(task, members, steps=n_steps, progress=cb) if members else []
-        by_key: dict[str, dict[int, MemberResult]] = {}
-        for i, (m, r) in enumerate(zip(members, trained)):
-            if i >= n_base_trained:
-                by_key.setdefault(m.activation.key, {})[m.seed] = r
-            else:
-                base_results[m.activation.key][m.seed] = r
-                if cache and not r.rejected:
-                    cache.put(task, m.activation.key, m.seed, n_steps, r)
+        # baselines always include the reference (ReLU; BN-ReLU on layer tasks): the score is measured against it
+        needed = list(dict.fromkeys([task.reference, *baselines]))
+        base_results, by_key, n_base_trained, n_members = _train_with_baselines(
+            task, seed_list, needed, [act for act, _ in acts if act is not None], n_steps, cache, progress)
         wall = time.perf_counter() - t0
         base_summary = {b: summarize([base_results[b][s].accuracy for s in seed_list]) for b in needed}
-        relu_mean = base_summary["relu"]["mean"]
+        relu_mean = base_summary[task.reference]["mean"]
         for out, (act, reason), candidate in zip(outs, acts, candidates):
             if act is None:  # failed screening: never trained, scored as chance
                 cand_results = {s: MemberResult(candidate.id, s, task.chance, float("nan"), float("nan"), 0, 0.0,
@@ -235,9 +298,10 @@ def evaluate_many(candidates: Sequence[Candidate], tasks: Union[None, str, Seque
             rejected = next((f"seed {s}: {cand_results[s].rejected}" if act is not None else cand_results[s].rejected
                              for s in seed_list if cand_results[s].rejected), None)
             out["tasks"][task.name] = {
-                "metric": task.metric, "chance": task.chance, "steps": n_steps, "seeds": seed_list,
+                "metric": task.metric, "kind": task.kind, "reference": task.reference, "chance": task.chance,
+                "steps": n_steps, "seeds": seed_list,
                 "candidate": summarize(cand_acc),
-                "baselines": dict(base_summary),  # `needed`: ReLU and the requested baselines
+                "baselines": dict(base_summary),  # `needed`: the reference and the requested baselines
                 "vs": {b: paired_comparison(cand_acc, [base_results[b][s].accuracy for s in seed_list])
                        for b in needed},
                 "rejected": rejected,
@@ -247,7 +311,7 @@ def evaluate_many(candidates: Sequence[Candidate], tasks: Union[None, str, Seque
                 "saved_s": sum(r.saved_s for r in cand_results.values()),
                 "steps_trained": [cand_results[s].steps for s in seed_list],
                 "baselines_cached": len(needed) * len(seed_list) - n_base_trained,
-                "population": len(members),
+                "population": n_members,
             }
     for out in outs:
         out["score"] = statistics.fmean(t["score"] for t in out["tasks"].values())

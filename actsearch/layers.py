@@ -50,6 +50,13 @@ gradient, as ``running_mean = running_mean*(1 - momentum) + mean*momentum`` and
 ``running_var = running_var*(1 - momentum) + var*momentum*(n/(n - 1))`` (the unbiased variance).  In
 eval mode batch_mean(u) is running_mean, batch_var(u) running_var and batch_std(u) sqrt(running_var + eps).
 ``track_running_stats=False`` always uses the input's batch moments and keeps no buffers.
+
+Several independent layers side by side (``members``, population training, actsearch.pop_layers): with
+``members=m`` the channel axis holds m layers of channels/m channels each, member j's channels
+[j*C/m, (j+1)*C/m).  Batch and instance moments are per channel, so they never mix members anyway; group
+moments use ``groups`` groups per member (m*groups in all, never straddling two members), and layer moments
+reduce over each member's own channels (a group moment with one group per member).  Every per-channel
+vector and running average is then m members' vectors end to end.
 """
 from __future__ import annotations
 
@@ -206,7 +213,9 @@ class LayerModule(nn.Module):
     candidate: a Candidate (usually with moment ops; an activation without moments works too).
     channels: C; the formula's parameters, weight and bias are per-channel vectors of this length.
     groups / group_size: group count of group moments (group_size, as in timm, wins when given);
-        channels must be divisible by it (a ValueError otherwise).
+        channels must be divisible by it (a ValueError otherwise).  Per member with ``members``.
+    members: independent layers side by side on the channel axis (see the module docstring); 1 is one
+        ordinary layer.  channels must be divisible by it.
     momentum: weight of the newest batch in the running averages.
     eps: added to every variance under a std (timm: 1e-3 for EvoNorm-B0, 1e-5 for S0).
     affine: apply ``weight*y + bias`` (weight init 1, bias init 0).
@@ -217,26 +226,30 @@ class LayerModule(nn.Module):
 
     def __init__(self, candidate: Candidate, channels: int, groups: int = 32, group_size: Optional[int] = None,
                  momentum: float = 0.1, eps: float = MOMENT_EPS, affine: bool = True,
-                 track_running_stats: bool = True, compiled: Optional[bool] = None, policy=None, cache=None):
+                 track_running_stats: bool = True, compiled: Optional[bool] = None, policy=None, cache=None,
+                 members: int = 1):
         super().__init__()
         from actsearch.kernels.fused import CompilePolicy, get_kernel
 
         if not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive int, got {channels!r}")
+        if not isinstance(members, int) or members < 1 or channels % members:
+            raise ValueError(f"members must be a positive int dividing channels ({channels}), got {members!r}")
+        per_member = channels // members
         if group_size:
-            if channels % group_size:
-                raise ValueError(f"channels ({channels}) is not divisible by group_size ({group_size})")
-            groups = channels // group_size
+            if per_member % group_size:
+                raise ValueError(f"channels ({per_member}) is not divisible by group_size ({group_size})")
+            groups = per_member // group_size
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
         if not eps >= 0.0:
             raise ValueError(f"eps must be >= 0, got {eps!r}")
-        self.candidate, self.channels, self.groups = candidate, channels, int(groups)
+        self.candidate, self.channels, self.groups, self.members = candidate, channels, int(groups), members
         self.momentum, self.eps, self.compiled = float(momentum), float(eps), compiled
         self.track_running_stats = track_running_stats
         self.plan = plan_layer(candidate, affine)
-        if "group" in self.plan.scopes and (self.groups < 1 or channels % self.groups):
-            raise ValueError(f"channels ({channels}) is not divisible by groups ({groups})")
+        if "group" in self.plan.scopes and (self.groups < 1 or per_member % self.groups):
+            raise ValueError(f"channels ({per_member}) is not divisible by groups ({groups})")
         # kernels are looked up in get_kernel's process-wide table (generated here, once per stage), not
         # kept on the module: a CompiledKernel holds a lock, and the module must deepcopy and pickle
         self._policy = policy if policy is not None else CompilePolicy()
@@ -315,7 +328,10 @@ class LayerModule(nn.Module):
             if scope == "batch" and arg.running is not None and not self._use_batch_stats():
                 mean, var = self._running_moments(arg, x)
             else:
-                mean, var = _reduce(uf, scope, self.groups, arg.needs(scope, "mean"), arg.needs(scope, "var"))
+                # side by side members: a layer moment is one group per member, groups are per member
+                over, groups = (("group", self.members) if scope == "layer" and self.members > 1
+                                else (scope, self.groups * self.members))
+                mean, var = _reduce(uf, over, groups, arg.needs(scope, "mean"), arg.needs(scope, "var"))
                 if scope == "batch" and arg.running is not None and self.track_running_stats:
                     self._update_running(arg, u, mean, var)
             std = torch.sqrt(var + self.eps) if arg.needs(scope, "std") else None
@@ -351,6 +367,7 @@ class LayerModule(nn.Module):
 
     def extra_repr(self) -> str:
         extra = f", groups={self.groups}" if "group" in self.plan.scopes else ""
+        extra += f", members={self.members}" if self.members > 1 else ""
         return (f"{self.candidate.formula!r}, channels={self.channels}{extra}, eps={self.eps:g}, "
                 f"momentum={self.momentum:g}, affine={self.plan.affine is not None}")
 
@@ -368,22 +385,54 @@ def _reduce(u: torch.Tensor, scope: str, groups: int, need_mean: bool, need_var:
         def back(t):
             return None if t is None else t.expand(n, groups, c // groups, *ones).reshape(n, c, *ones)
 
-        mean = ug.mean(dim=dims, keepdim=True) if need_mean else None
-        var = ug.var(dim=dims, keepdim=True, correction=0) if need_var else None
+        mean, var = _mean_var(ug, dims, need_mean, need_var)
         return back(mean), back(var)
     dims = {"batch": (0,) + spatial, "instance": spatial, "layer": (1,) + spatial}[scope]
     if not dims:  # instance moments of an (N, C) tensor: one value each (torch would reduce over all)
         return (u if need_mean else None), (torch.zeros_like(u) if need_var else None)
-    mean = u.mean(dim=dims, keepdim=True) if need_mean else None
-    var = u.var(dim=dims, keepdim=True, correction=0) if need_var else None
-    return mean, var
+    return _mean_var(u, dims, need_mean, need_var)
+
+
+def _mean_var(u: torch.Tensor, dims: tuple, need_mean: bool, need_var: bool):
+    if not need_var:
+        return (u.mean(dim=dims, keepdim=True) if need_mean else None), None
+    mean, var = _MeanVar.apply(u, dims)
+    return (mean if need_mean else None), var
+
+
+class _MeanVar(torch.autograd.Function):
+    """(mean, biased variance) of u over `dims`, keepdim, by two passes (the mean, then the mean of squared
+    deviations): measured ~10x faster than torch.var's Welford loop on CPU in the forward and ~2-4x with
+    backward on (64, 80, 8, 8) (batch and instance moments), as accurate, and saving only u and the small
+    mean for backward (not the
+    deviations, which autograd of the two-pass expression would keep).  Backward is written in
+    differentiable ops: double backward works."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, dims: tuple):
+        ctx.set_materialize_grads(False)
+        mean = u.mean(dim=dims, keepdim=True)
+        var = (u - mean).square_().mean(dim=dims, keepdim=True)
+        ctx.save_for_backward(u, mean)
+        return mean, var
+
+    @staticmethod
+    def backward(ctx, grad_mean, grad_var):
+        u, mean = ctx.saved_tensors
+        n = u.numel() // mean.numel()
+        grad = None
+        if grad_var is not None:
+            grad = (u - mean) * (grad_var * (2.0 / n))
+        if grad_mean is not None:
+            grad = grad_mean.expand_as(u) / n if grad is None else grad + grad_mean / n
+        return grad, None
 
 
 def create_layer(formula_or_candidate: Union[str, Candidate], channels: int,
                  params: Optional[Mapping[str, float]] = None, **settings) -> LayerModule:
     """A `LayerModule` of a formula (parsed with `params`, its parameters' initial values) or a
     Candidate; `settings` are LayerModule's keyword arguments (groups, group_size, momentum, eps,
-    affine, track_running_stats, compiled, policy, cache).
+    affine, track_running_stats, compiled, policy, cache, members).
 
         create_layer("x*sigmoid(v*x)/group_std(x)", 64, params={"v": 1.0}, groups=32)         # EvoNorm-S0
         create_layer("x/max(batch_std(x), v*x + instance_std(x))", 64, params={"v": 1.0}, eps=1e-3)  # B0

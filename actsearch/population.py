@@ -48,9 +48,12 @@ def make_activation(spec: Union[str, Candidate, Activation]) -> Activation:
         if spec not in BUILTIN_ACTIVATIONS:
             raise ValueError(f"unknown built-in activation {spec!r}; known: {', '.join(BUILTIN_ACTIVATIONS)}")
         return Activation(spec, spec, BUILTIN_ACTIVATIONS[spec])
+    if not isinstance(spec, Candidate):
+        raise ValueError(f"expected an activation (a built-in name or a Candidate), got {spec!r}")
     if spec.is_tensor_op:
-        raise ValueError(f"{spec.formula!r} uses moment (normalization) ops, which the proxy tasks do not "
-                         "train yet; only scalar activations can be evaluated")
+        raise ValueError(f"{spec.formula!r} is a normalization-activation layer (it uses moment ops); the "
+                         "activation tasks train scalar activations: evaluate it on a layer task "
+                         "(`--tasks layers`; `actsearch tasks` lists each task's kind)")
     from actsearch.kernels.fused import fused_activation, get_kernel
 
     kernel = get_kernel(spec)
@@ -61,7 +64,8 @@ def make_activation(spec: Union[str, Candidate, Activation]) -> Activation:
 
 @dataclass(frozen=True)
 class Member:
-    """One network of a population: an activation and the seed of its initial weights and data order."""
+    """One network of a population: an activation (on a layer task a layer, actsearch.pop_layers.Layer)
+    and the seed of its initial weights and data order."""
 
     activation: Activation
     seed: int
@@ -107,24 +111,32 @@ class PopLinear(nn.Module):
 
 
 class PopConv(nn.Module):
-    """Per-member Conv1d/Conv2d as one grouped convolution: x (K, B, C, *spatial) -> (K, B, C', *spatial')."""
+    """Per-member Conv1d/Conv2d as one grouped convolution: x (K, B, C, *spatial) -> (K, B, C', *spatial').
+
+    `groups` is each member's own grouping (c_in for a depthwise convolution), `bias=False` leaves the
+    bias out (a convolution followed by a normalization); initialisation as torch.nn.Conv*d's (fan-in
+    c_in/groups * kernel**dims).  The output is a (K, B, ...) view of a contiguous (B, K*C', ...) tensor,
+    which the next PopConv (or PopNormAct) reads without a copy."""
 
     def __init__(self, ctx: PopulationContext, dims: int, c_in: int, c_out: int, kernel: int, stride: int = 1,
-                 padding: int = 0):
+                 padding: int = 0, groups: int = 1, bias: bool = True):
         super().__init__()
+        if c_in % groups or c_out % groups:
+            raise ValueError(f"c_in ({c_in}) and c_out ({c_out}) must be divisible by groups ({groups})")
         ks = (kernel,) * dims
-        bound = 1 / math.sqrt(c_in * kernel ** dims)
-        self.weight = nn.Parameter(ctx.uniform((c_out, c_in, *ks), bound))
-        self.bias = nn.Parameter(ctx.uniform((c_out,), bound))
+        bound = 1 / math.sqrt(c_in // groups * kernel ** dims)
+        self.weight = nn.Parameter(ctx.uniform((c_out, c_in // groups, *ks), bound))
+        self.bias = nn.Parameter(ctx.uniform((c_out,), bound)) if bias else None
         self.conv = F.conv1d if dims == 1 else F.conv2d
-        self.stride, self.padding = stride, padding
+        self.stride, self.padding, self.groups = stride, padding, groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         K, B = x.shape[:2]
-        # (K, B, C, ...) -> (B, K*C, ...): member k's channels form group k
+        # (K, B, C, ...) -> (B, K*C, ...): member k's channels form group k (groups of it, with `groups`)
         xg = x.transpose(0, 1).reshape(B, K * x.shape[2], *x.shape[3:])
-        y = self.conv(xg, self.weight.reshape(-1, *self.weight.shape[2:]), self.bias.reshape(-1),
-                      stride=self.stride, padding=self.padding, groups=K)
+        y = self.conv(xg, self.weight.reshape(-1, *self.weight.shape[2:]),
+                      None if self.bias is None else self.bias.reshape(-1),
+                      stride=self.stride, padding=self.padding, groups=K * self.groups)
         return y.reshape(B, K, -1, *y.shape[2:]).transpose(0, 1)
 
 
@@ -150,7 +162,30 @@ class PopEmbedding(nn.Module):
         return self.weight[members, idx]
 
 
-class PopActivation(nn.Module):
+class MemberwiseModule(nn.Module):
+    """A module that keeps its per-member state in a layout of its own (runs of members sharing an
+    activation or a layer) rather than on a leading member axis: `PopulationModel.keep` asks it to drop
+    members itself.  `keep(idx)` returns (old parameter, its replacement, the rows of it kept) for every
+    surviving parameter, so the caller can slice the optimizer's state the same way.
+    `compile_candidates`: None lets each kernel's policy decide; False for evaluation passes."""
+
+    compile_candidates: Optional[bool] = None
+
+    def keep(self, idx: torch.Tensor) -> list[tuple[nn.Parameter, nn.Parameter, torch.Tensor]]:
+        raise NotImplementedError
+
+
+def member_runs(members: Sequence["Member"]) -> list[tuple[object, int, int]]:
+    """(unit, start, stop) for each run of consecutive members sharing `member.activation.key`."""
+    runs, start = [], 0
+    for k in range(1, len(members) + 1):
+        if k == len(members) or members[k].activation.key != members[start].activation.key:
+            runs.append((members[start].activation, start, k))
+            start = k
+    return runs
+
+
+class PopActivation(MemberwiseModule):
     """Applies member k's activation to x[k].  Members sharing an activation are contiguous (the
     population orders them so: built-ins first, then candidates) and each run of them is one call;
     a candidate's learnable parameters are one value per member, broadcast over that member's slice.
@@ -163,12 +198,7 @@ class PopActivation(nn.Module):
         super().__init__()
         self.fuse_candidates = ctx.fuse_candidates
         self.compile_candidates: Optional[bool] = None  # None: each kernel's CompilePolicy decides
-        self.runs: list[tuple[Activation, int, int]] = []
-        start = 0
-        for k in range(1, ctx.K + 1):
-            if k == ctx.K or ctx.members[k].activation.key != ctx.members[start].activation.key:
-                self.runs.append((ctx.members[start].activation, start, k))
-                start = k
+        self.runs: list[tuple[Activation, int, int]] = member_runs(ctx.members)
         self.run_params = nn.ModuleList()
         for act, a, b in self.runs:
             self.run_params.append(nn.ParameterList(
@@ -278,9 +308,9 @@ class PopulationModel(nn.Module):
         old_state = {}
         if optimizer is not None:
             old_state = {id(p): optimizer.state.pop(p, None) for g in optimizer.param_groups for p in g["params"]}
-        owned = {id(m) for a in self.modules() if isinstance(a, PopActivation) for m in a.modules() if m is not a}
+        owned = {id(m) for a in self.modules() if isinstance(a, MemberwiseModule) for m in a.modules() if m is not a}
         for module in [m for m in self.modules() if id(m) not in owned]:
-            if isinstance(module, PopActivation):
+            if isinstance(module, MemberwiseModule):
                 for p, new_p, rows in module.keep(idx):
                     st = old_state.pop(id(p), None)
                     if st is not None:

@@ -30,8 +30,10 @@ the process (genomes of one candidate share their features).  A candidate that c
 evaluated has features None.  `standardise` scales each feature to zero mean and unit standard
 deviation over a matrix of candidates (constant features stay 0).
 
-Tensor (normalization-activation) candidates are evaluated on the probe vector taken as one tensor,
-so their moments are moments of the probes; none of the built-in spaces produces them.
+Tensor (normalization-activation) candidates (the evonorm space) are evaluated on the same 70 probe
+points arranged as a (2, 5, 7) tensor (N, C, L), so their moments are moments of the probes, and the
+slope is the directional derivative along all points at once; the tiny MLP's (64, 16) activations are
+an (N, C) tensor to them (batch moments per unit).
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ FEATURE_SEED = 20230601
 PROBE_QUANTILES = ndtri((np.arange(64) + 0.5) / 64)                     # 64 quantiles of N(0,1), |x| <= 2.66
 PROBE_FAR = np.array([-6.0, -4.0, -3.0, 3.0, 4.0, 6.0])
 PROBE_POINTS = np.concatenate([PROBE_QUANTILES, PROBE_FAR])
+TENSOR_PROBE_SHAPE = (2, 5, 7)  # the probe points as an (N, C, L) tensor, for layers
 
 _N_LAYERS, _WIDTH, _BATCH = 3, 16, 64
 _mlp_rng = np.random.default_rng(FEATURE_SEED)
@@ -70,8 +73,12 @@ def _robust(v: np.ndarray) -> np.ndarray:
 
 def _value_and_slope(expr, x: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
     """f(x) and the central difference (f(x + h) - f(x - h)) / 2h, in one evaluation."""
-    flat = np.ravel(x)
     h = DERIVATIVE_STEP
+    if np.ndim(x) > 1:  # a tensor (layers): moments couple the points, so three separate evaluations
+        f, lo, hi = (np.broadcast_to(evaluate(expr, x + dx, params), np.shape(x)) for dx in (0.0, -h, h))
+        with np.errstate(all="ignore"):
+            return f, (hi - lo) / (2 * h)
+    flat = np.ravel(x)
     v = evaluate(expr, np.concatenate([flat, flat - h, flat + h]), params)
     n = flat.size
     f, lo, hi = v[:n], v[n:2 * n], v[2 * n:]
@@ -101,8 +108,9 @@ def candidate_features(candidate: Any) -> Optional[np.ndarray]:
     """The FEATURE_DIM features of a Candidate (see the module docstring); None if it cannot be evaluated."""
     try:
         expr, params = candidate.safe_expr, dict(candidate.params)
-        f, d = _value_and_slope(expr, PROBE_POINTS, params)
-        out = np.concatenate([_robust(f), _robust(d), _mlp_stats(expr, params)])
+        probe = PROBE_POINTS.reshape(TENSOR_PROBE_SHAPE) if candidate.is_tensor_op else PROBE_POINTS
+        f, d = _value_and_slope(expr, probe, params)
+        out = np.concatenate([_robust(f).ravel(), _robust(d).ravel(), _mlp_stats(expr, params)])
     except Exception:  # noqa: BLE001 -- an unevaluable candidate is data (features None), whatever the reason
         return None
     if out.shape != (FEATURE_DIM,):  # e.g. a tensor op whose moments changed the shape

@@ -5,6 +5,12 @@ member only changes its initial weights and data order, so every member of every
 examples), (2) a population model factory, (3) a budget (steps, batch, learning rate) and the rejection
 check's step and threshold.  Every task's metric is test accuracy (higher is better); `chance` is the
 accuracy of guessing, which the score and the rejection protocol are measured against.
+
+Two kinds of task (`Task.kind`): "activation" tasks train a scalar activation wherever a model has one;
+"layer" tasks (`LayerTask`) train a normalization-activation layer in every slot where a BatchNorm+ReLU
+pair would be (actsearch.pop_layers).  A task makes its members' units (`make_unit`: an activation or a
+layer) and refuses the other kind; it names its `reference` baseline (the score's zero) and its default
+`baselines`.
 """
 from __future__ import annotations
 
@@ -17,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from actsearch.population import (Member, PopConv, PopEmbedding, PopLayerNorm, PopLinear, PopulationModel)
+from actsearch.pop_layers import LayerPopulationModel, LayerSettings, make_layer
+from actsearch.population import (Member, PopConv, PopEmbedding, PopLayerNorm, PopLinear, PopulationModel,
+                                  make_activation)
 
 # Bump when a task's data, model, budget or training numerics change: it keys the baseline cache.
 # 2: a logsumexp cross-entropy (same maths, different rounding).
@@ -43,10 +51,18 @@ class Budget:
 class Task:
     name: str = ""
     description: str = ""
+    kind: str = "activation"  # what its members train: "activation" (scalar) or "layer" (LayerTask)
+    reference: str = "relu"   # the baseline the score is measured against
+    baselines: tuple = ("relu", "gelu", "silu")  # evaluate's default baselines
     metric: str = "accuracy"
     n_classes: int = 10
     budget: Budget
     ignore_index: int = -100  # targets equal to this are not scored (the LM's first positions)
+
+    def make_unit(self, spec):
+        """What a member of this task applies, from a built-in name or a Candidate (a ValueError for a
+        unit of the other kind, or an unknown name)."""
+        return make_activation(spec)
 
     @property
     def chance(self) -> float:
@@ -287,9 +303,139 @@ class TinyLMGLU(TinyLM):
     glu = True
 
 
+# --------------------------------------------------------------------------------------------- layer tasks
+
+class LayerTask(Task):
+    """A task whose models have a layer slot wherever a BatchNorm+ReLU pair would be; every slot of a
+    member applies that member's layer (actsearch.pop_layers.PopNormAct), with the task's `settings`."""
+
+    kind = "layer"
+    reference = "bn-relu"
+    baselines = ("bn-relu", "gn-relu", "bn-silu", "evonorm-b0", "evonorm-s0")
+
+    settings = LayerSettings()  # groups 4, eps 1e-5, momentum 0.1 in every slot
+
+    def make_unit(self, spec):
+        return make_layer(spec)
+
+
+class ResNet1D(LayerPopulationModel):
+    """Pre-activation 1-D ResNet: stem conv, blocks (slot, conv3, slot, conv3, + shortcut; a strided
+    block's shortcut is a 1x1 conv of the first slot's output), a final slot, global average pool, linear.
+    Convolutions before a slot have no bias.  (K, B, 40) -> (K, B, 10)."""
+
+    def __init__(self, members, settings, widths=(16, 32), n_classes: int = 10):
+        super().__init__(members, settings)
+        ctx, c0 = self.ctx, widths[0]
+        self.stem = PopConv(ctx, 1, 1, c0, 5, padding=2, bias=False)
+        self.blocks = nn.ModuleList()
+        c_in = c0
+        for i, c in enumerate(widths):
+            b = nn.Module()
+            stride = 1 if i == 0 else 2
+            b.n1, b.conv1 = self.norm_act(c_in), PopConv(ctx, 1, c_in, c, 3, stride=stride, padding=1, bias=False)
+            b.n2, b.conv2 = self.norm_act(c), PopConv(ctx, 1, c, c, 3, padding=1, bias=False)
+            b.short = PopConv(ctx, 1, c_in, c, 1, stride=stride, bias=False) if stride != 1 or c_in != c else None
+            self.blocks.append(b)
+            c_in = c
+        self.final = self.norm_act(c_in)
+        self.head = PopLinear(ctx, c_in, n_classes)
+
+    def forward(self, x):
+        h = self.stem(x.unsqueeze(2))
+        for b in self.blocks:
+            a = b.n1(h)
+            h = b.conv2(b.n2(b.conv1(a))) + (h if b.short is None else b.short(a))
+        return self.head(self.final(h).mean(-1))
+
+
+class MNIST1DResNetLayer(LayerTask):
+    name = "mnist1d-resnet-layer"
+    description = ("MNIST-1D (generated locally), pre-activation 1-D ResNet (stem conv16, blocks 16 and 32 "
+                   "stride 2, 5 layer slots), Adam")
+    budget = Budget(steps=400, batch_size=64, lr=3e-3, check_step=60)
+
+    def data(self):
+        return mnist1d_data()
+
+    def build(self, members):
+        return ResNet1D(members, self.settings)
+
+
+class MobileNet2D(LayerPopulationModel):
+    """MobileNet-style: stem conv3x3 + slot, then depthwise-separable blocks (depthwise conv3x3 + slot,
+    pointwise conv1x1 + slot), global average pool, linear.  (K, B, 8, 8) -> (K, B, 10)."""
+
+    def __init__(self, members, settings, stem: int = 16, blocks=((32, 1), (64, 2)), n_classes: int = 10):
+        super().__init__(members, settings)
+        ctx = self.ctx
+        self.stem, self.n0 = PopConv(ctx, 2, 1, stem, 3, padding=1, bias=False), self.norm_act(stem)
+        self.blocks = nn.ModuleList()
+        c = stem
+        for c_out, stride in blocks:
+            b = nn.Module()
+            b.dw, b.n1 = PopConv(ctx, 2, c, c, 3, stride=stride, padding=1, groups=c, bias=False), self.norm_act(c)
+            b.pw, b.n2 = PopConv(ctx, 2, c, c_out, 1, bias=False), self.norm_act(c_out)
+            self.blocks.append(b)
+            c = c_out
+        self.head = PopLinear(ctx, c, n_classes)
+
+    def forward(self, x):
+        h = self.n0(self.stem(x.unsqueeze(2)))
+        for b in self.blocks:
+            h = b.n2(b.pw(b.n1(b.dw(h))))
+        return self.head(h.mean((-2, -1)))
+
+
+class DigitsMobileNetLayer(LayerTask):
+    name = "digits-mobilenet-layer"
+    description = ("scikit-learn 8x8 digits (bundled), MobileNet-style: stem conv16, depthwise-separable "
+                   "blocks to 32 and 64 (stride 2), 5 layer slots, Adam")
+    budget = Budget(steps=300, batch_size=64, lr=3e-3, check_step=60)
+
+    def data(self):
+        return digits_data()
+
+    def build(self, members):
+        return MobileNet2D(members, self.settings)
+
+
+class PlainCNN2D(LayerPopulationModel):
+    """Plain CNN: conv3x3 + slot, conv3x3 stride 2 + slot, conv3x3 + slot, flatten, linear."""
+
+    def __init__(self, members, settings, widths=(16, 32, 32), n_classes: int = 10):
+        super().__init__(members, settings)
+        ctx = self.ctx
+        c1, c2, c3 = widths
+        self.conv1, self.n1 = PopConv(ctx, 2, 1, c1, 3, padding=1, bias=False), self.norm_act(c1)            # 8x8
+        self.conv2, self.n2 = PopConv(ctx, 2, c1, c2, 3, stride=2, padding=1, bias=False), self.norm_act(c2)  # 4x4
+        self.conv3, self.n3 = PopConv(ctx, 2, c2, c3, 3, padding=1, bias=False), self.norm_act(c3)
+        self.head = PopLinear(ctx, c3 * 16, n_classes)
+
+    def forward(self, x):
+        h = self.n1(self.conv1(x.unsqueeze(2)))
+        h = self.n3(self.conv3(self.n2(self.conv2(h))))
+        return self.head(h.flatten(2))
+
+
+class DigitsCNNLayer(LayerTask):
+    name = "digits-cnn-layer"
+    description = "scikit-learn 8x8 digits (bundled), plain CNN conv16-conv32(stride 2)-conv32+linear, 3 layer slots, Adam"
+    budget = Budget(steps=300, batch_size=64, lr=3e-3, check_step=60)
+
+    def data(self):
+        return digits_data()
+
+    def build(self, members):
+        return PlainCNN2D(members, self.settings)
+
+
 TASKS: dict[str, Task] = {t.name: t for t in (MNIST1DMLP(), MNIST1DCNN(), DigitsCNN(), TinyLM(), TinyLMGLU(),
-                                              MNIST1DMLPDeep())}
+                                              MNIST1DMLPDeep(), MNIST1DResNetLayer(), DigitsMobileNetLayer(),
+                                              DigitsCNNLayer())}
 DEFAULT_TASKS = ("mnist1d-mlp", "mnist1d-cnn", "digits-cnn", "tiny-lm")  # what `--tasks all` runs
+LAYER_TASKS = ("mnist1d-resnet-layer", "digits-mobilenet-layer", "digits-cnn-layer")  # `--tasks layers`
+GROUPS = {"all": DEFAULT_TASKS, "layers": LAYER_TASKS}
 
 
 def get_task(name: str) -> Task:
@@ -297,7 +443,7 @@ def get_task(name: str) -> Task:
         return TASKS[name]
     except KeyError:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)} (or 'all' for "
-                         f"{', '.join(DEFAULT_TASKS)})") from None
+                         f"{', '.join(DEFAULT_TASKS)}, 'layers' for {', '.join(LAYER_TASKS)})") from None
 
 
 def resolve_tasks(names: Optional[Sequence[str]]) -> list[Task]:
@@ -305,8 +451,18 @@ def resolve_tasks(names: Optional[Sequence[str]]) -> list[Task]:
         return [TASKS["mnist1d-mlp"]]
     out: list[Task] = []
     for n in names:
-        for name in (DEFAULT_TASKS if n == "all" else [n]):
+        for name in GROUPS.get(n, [n]):
             t = get_task(name)
             if t not in out:
                 out.append(t)
     return out
+
+
+def task_kind(tasks: Sequence[Task]) -> str:
+    """The one kind of `tasks`; a ValueError naming both groups when they mix activation and layer tasks."""
+    kinds = {t.kind for t in tasks}
+    if len(kinds) > 1:
+        by = {k: [t.name for t in tasks if t.kind == k] for k in sorted(kinds)}
+        raise ValueError("the tasks mix kinds, which one candidate cannot train on: "
+                         + "; ".join(f"{k} tasks {', '.join(v)}" for k, v in by.items()))
+    return kinds.pop() if kinds else "activation"

@@ -12,6 +12,10 @@ A stopped member is dropped from the population (its slices of the weights and o
 removed), so the others continue exactly as before and the remaining steps cost nothing for it;
 `saved_s` estimates the time not spent, at the population's measured cost per member-step.
 
+Layer tasks (task.kind "layer") train the same way with layers in their slots (actsearch.pop_layers):
+accuracy is measured in eval mode, so batch moments are the running averages; a layer slot runs its
+kernels uncompiled in runs shorter than FUSE_MIN_STEPS (a compile is not repaid) and in evaluation passes.
+
 Determinism: every random draw comes from per-member torch.Generators seeded by the member's seed
 (weights) or derived from it (data order); the data are generated from fixed seeds.  With the same
 torch build and thread count the same members give bit-identical results.
@@ -26,7 +30,8 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from actsearch.population import Member, PopActivation
+from actsearch.pop_layers import Layer
+from actsearch.population import Member, MemberwiseModule, PopActivation
 from actsearch.tasks import Task
 
 CHECK_EXAMPLES = 512
@@ -73,16 +78,19 @@ def _member_losses(task: Task, logits: torch.Tensor, y: torch.Tensor) -> torch.T
 
 @torch.no_grad()
 def _accuracy_and_loss(task: Task, model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-member accuracy and mean loss on a shared data set x (N, ...), y (N, ...)."""
+    """Per-member accuracy and mean loss on a shared data set x (N, ...), y (N, ...), in eval mode (layer
+    slots normalize with their running averages of batch moments and leave them unchanged)."""
     K = len(model.members)
-    acts = [m for m in model.modules() if isinstance(m, PopActivation)]
-    for m in acts:  # a handful of calls: not worth compiling a candidate's op for (fused kernels are)
+    acts = [(m, m.compile_candidates) for m in model.modules() if isinstance(m, MemberwiseModule)]
+    for m, _ in acts:  # a handful of calls: not worth compiling a candidate's op for (fused kernels are)
         m.compile_candidates = False
+    model.eval()
     try:
         return _accuracy_and_loss_chunks(task, model, x, y, K)
     finally:
-        for m in acts:
-            m.compile_candidates = None
+        model.train()
+        for m, before in acts:
+            m.compile_candidates = before
 
 
 def _accuracy_and_loss_chunks(task, model, x, y, K):
@@ -118,6 +126,11 @@ def train_population(task: Task, members: Sequence[Member], steps: Optional[int]
     check_step = task.budget.check_step if check_step is None else check_step
     if check_step >= steps:
         check_step = 0
+    bad = next((m for m in members if isinstance(m.activation, Layer) != (task.kind == "layer")), None)
+    if bad is not None:  # a layer on an activation task, or an activation on a layer task
+        what = "a normalization-activation layer" if isinstance(bad.activation, Layer) else "a scalar activation"
+        raise ValueError(f"{task.name} is {'a layer' if task.kind == 'layer' else 'an activation'} task and "
+                         f"{bad.activation.label!r} is {what}; make members with task.make_unit")
     data = task.data()
     n, bs = len(data.x_train), task.budget.batch_size
 
@@ -146,6 +159,8 @@ def train_population(task: Task, members: Sequence[Member], steps: Optional[int]
     for module in model.modules():
         if isinstance(module, PopActivation):
             module.fuse_candidates = bool(fuse)
+        elif isinstance(module, MemberwiseModule) and steps < FUSE_MIN_STEPS:
+            module.compile_candidates = False  # layer slots: a short run does not repay a compile
     # foreach, not fused: fused Adam is faster (0.36 vs 0.99 ms per step for the 48-member MLP) but its
     # vectorized FMA and scalar tail round differently, so a member's weights would depend on where in
     # the population it sits; foreach's ops are exactly rounded, so a member trains bit-identically alone

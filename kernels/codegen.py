@@ -248,6 +248,20 @@ def generate_source(candidate: Candidate, groups: int = 32) -> KernelSource:
                         has_backward)
 
 
+def function_source(name: str, args, expr: sympy.Expr, printer: TorchCodePrinter | None = None,
+                    prefix: str = "_t") -> str:
+    """Source of ``def name(x, *args): ... return expr`` for one elementwise expression in x and `args`
+    (symbol names), common subexpressions eliminated, printed by `printer` (eager torch by default); the
+    result is a tensor of x's shape and dtype, as `forward` of a generated module returns.  Used by
+    export.py for the elementwise pieces of a layer (actsearch.layers.plan_layer); embed
+    `fast_math.embedded_source()` if an Inductor printer's spelling calls one of fast_math.CALLABLE."""
+    printer = printer or TorchCodePrinter()
+    block = cse([expr], prefix)
+    body, (out,) = print_cse(block, printer)
+    return "\n".join([f"def {name}({', '.join(['x', *args])}):", *[f"    {b}" for b in body],
+                      f"    return {_full(out, block[1][0], block)}", ""])
+
+
 def _module(candidate: Candidate, groups: int, blocks: dict, printer: TorchCodePrinter) -> str:
     names = list(candidate.params)
     sig = ", ".join(["x", *names])

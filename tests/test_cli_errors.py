@@ -69,6 +69,8 @@ BAD_ARGS = {
     "export": [["x+"], ["x", "--format", "nope"], ["/nonexistent-run:act_0123456789abcdef"]],
     "tasks": [["extra-argument"]],
     "eval": [["x+"], ["x", "--seeds", "0"], ["x", "--tasks", ""], ["x", "--steps", "-1"]],
+    "baselines": [["--seeds", "0"], ["--tasks", ""], ["--steps", "0"], ["--tasks", "bogus"],
+                  ["--tasks", "layers", "--baselines", "relu"]],
     "search": [["--workers", "-1"], ["--timeout", "-1"], ["--tasks", ""], ["--budget", "0"], ["--rungs", "1:3,1:2"],
                ["--eta", "1"], ["--validate-top", "-1"], ["--validate-seeds", "1"], ["--validate-tasks", " "],
                ["--rungs", "2:2", "--tasks", "digits-cnn"]],

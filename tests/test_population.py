@@ -263,6 +263,7 @@ def test_no_members_is_no_work():
 FRESH = {  # the uncached generator behind each task's data()
     "mnist1d-mlp": "mnist1d", "mnist1d-cnn": "mnist1d", "digits-cnn": "digits", "tiny-lm": "markov",
     "tiny-lm-glu": "markov", "mnist1d-mlp-deep": "mnist1d",
+    "mnist1d-resnet-layer": "mnist1d", "digits-mobilenet-layer": "digits", "digits-cnn-layer": "digits",
 }
 SHAPES = {  # x_train, x_test shapes
     "mnist1d-mlp": ((4000, 40), (1000, 40)),
@@ -271,6 +272,9 @@ SHAPES = {  # x_train, x_test shapes
     "tiny-lm": ((4096, 23), (512, 23)),
     "tiny-lm-glu": ((4096, 23), (512, 23)),
     "mnist1d-mlp-deep": ((4000, 40), (1000, 40)),
+    "mnist1d-resnet-layer": ((4000, 40), (1000, 40)),
+    "digits-mobilenet-layer": ((1258, 8, 8), (539, 8, 8)),
+    "digits-cnn-layer": ((1258, 8, 8), (539, 8, 8)),
 }
 
 
@@ -308,7 +312,8 @@ def test_task_data_is_deterministic_and_shaped_for_its_model(name, fresh_data):
     assert int(valid.min()) == 0 and int(valid.max()) == task.n_classes - 1
     assert task.chance == pytest.approx(1 / task.n_classes) and task.chance < task.chance_threshold < 1
 
-    model = task.build([Member(RELU, 0), Member(SILU, 1)])
+    units = (RELU, SILU) if task.kind == "activation" else (task.make_unit("bn-relu"), task.make_unit("evonorm-s0"))
+    model = task.build([Member(units[0], 0), Member(units[1], 1)])
     out = model(d.x_train[:6].expand(2, *d.x_train[:6].shape))
     assert tuple(out.shape) == ((2, 6, 23, task.n_classes) if lm else (2, 6, task.n_classes))
     assert torch.isfinite(out).all()

@@ -18,6 +18,7 @@ from actsearch import surrogate_features as sf
 from actsearch.identity import PROBE_NORMAL, PROBES
 from actsearch.numeric import evaluate
 from actsearch.search_spaces import PangaeaSpace, SwishSpace, TreeSpace
+from actsearch.search_spaces.evonorm import B0_GENOME, S0_GENOME, EvoNormSpace
 from actsearch.strategies import STRATEGIES, SurrogateStrategy, genome_key, make_strategy
 
 UNARY = ("zero", "one", "identity", "neg", "abs", "square", "exp", "tanh", "sigmoid", "relu", "elu", "softplus",
@@ -181,7 +182,8 @@ def test_update_steers_the_model(table):
 
 # ----------------------------------------------------------------------------- other spaces
 
-@pytest.mark.parametrize("space", [SwishSpace(), TreeSpace(max_size=9, max_depth=4)], ids=["swish", "tree"])
+@pytest.mark.parametrize("space", [SwishSpace(), TreeSpace(max_size=9, max_depth=4), EvoNormSpace(max_nodes=6)],
+                         ids=["swish", "tree", "evonorm"])
 def test_other_spaces(space):
     """30 asks on unbounded spaces (a sampled pool), rejections included.  (Synchronous and not
     replayed: both are exercised on pangaea above, where the features cost less.)"""
@@ -224,3 +226,17 @@ def test_multi_objective_uses_objective_zero(table):
         v = values[genome_key(g)]
         strategy.tell(g, None if v is None else (v, 1.0))
     assert strategy.ask() is not None
+
+
+def test_layers_have_features():
+    """Layers (evonorm) are featurised on the probe points as an (N, C, L) tensor: B0 and S0 differ, and
+    most sampled layers have features."""
+    import random
+
+    space = EvoNormSpace()
+    b0, s0 = sf.genome_features(space, B0_GENOME), sf.genome_features(space, S0_GENOME)
+    assert b0[1] is not None and s0[1] is not None and b0[1].shape == s0[1].shape == (sf.FEATURE_DIM,)
+    assert not np.allclose(b0[1], s0[1])
+    rng = random.Random(0)
+    feats = [sf.genome_features(space, space.sample(rng))[1] for _ in range(40)]
+    assert sum(f is not None for f in feats) >= 30
