@@ -466,10 +466,18 @@ def _print_eval(r: dict) -> None:
                           f"{v['diff']:+.4f}", _fmt_ci(v.get("ci"), 4), f"[{color}]{v['verdict']}[/]")
         out.print(table)
         extra = f"; [red]rejected[/]: {t['rejected']} (saved {t['saved_s']:.1f} s)" if t["rejected"] else ""
-        ref = {"relu": "ReLU", "bn-relu": "BN-ReLU"}.get(t.get("reference", "relu"), t.get("reference"))
+        ref = ref_label(t.get("reference", "relu"))
         out.print(f"  score {t['score']:+.3f} (improvement over {ref} as a fraction of {ref}'s margin over chance "
                   f"{t['chance']:.3f}); {t['wall_s']:.1f} s{extra}")
     out.print(f"[bold]multi-task score {r['score']:+.3f}[/] for {c['canonical']} ({c['id']})")
+
+
+REF_LABELS = {"relu": "ReLU", "bn-relu": "BN-ReLU"}
+
+
+def ref_label(name: Optional[str]) -> str:
+    """How a reference baseline is written in text: ReLU, BN-ReLU (others as named)."""
+    return REF_LABELS.get(name or "relu", name or "relu")
 
 
 @app.command("baselines")
@@ -530,7 +538,8 @@ def baselines_cmd(
 def search(
     space: str = typer.Option("swish", "--space", help="Search space: swish, pangaea, tree, evonorm (layers)."),
     strategy: str = typer.Option("evolution", "--strategy", help="exhaustive, random, evolution, optuna, surrogate (a regressor on training-free features)."),
-    tasks: str = typer.Option("mnist1d-mlp", "--tasks", help="Comma-separated tasks, or 'all'."),
+    tasks: str = typer.Option("mnist1d-mlp", "--tasks", help="Comma-separated tasks, or 'all' (activation tasks), or "
+                              "'layers' (layer tasks, for --space evonorm); one kind per search."),
     budget: int = typer.Option(200, "--budget", help="Distinct candidates to evaluate."),
     seeds: int = typer.Option(2, "--seeds", help="Rung-0 seeds (paired with the baselines); with --rungs flat, every candidate's."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: each task's budget)."),
@@ -555,7 +564,8 @@ def search(
                                  "from a tabular benchmark built by `bench space`, no training)."),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Search for activations: strategy proposes, workers train populations, the store records everything."""
+    """Search for activations (or, with --space evonorm on layer tasks, normalization-activation layers): strategy
+    proposes, workers train populations, the store records everything."""
     from actsearch.search import SearchConfig, SearchDriver
     from actsearch.store import StoreError
 
@@ -625,7 +635,8 @@ def _print_validation(v: dict) -> None:
     from rich.markup import escape
 
     title = (f"validation: top {len(v['candidates'])} on {len(v['seeds'])} fresh seeds; search tasks "
-             f"{', '.join(v['search_tasks']) or '-'}; held out {', '.join(v['held_out'])}")
+             f"{', '.join(v['search_tasks']) or '-'}; held out {', '.join(v['held_out']) or 'none'}")
+    ref = v.get("reference_baseline", "relu")
     t = Table(title=title)
     for col in ("formula", "rung", "search score [95% CI]", "fresh seeds", "gap", "held-out score", "verdict (Holm)"):
         t.add_column(col)
@@ -635,12 +646,15 @@ def _print_validation(v: dict) -> None:
         t.add_row(escape(c["canonical"][:40]), str(c["rung"]),
                   _score_ci({"score": c["search_score"], "ci": c["search_ci"]}), _score_ci(c["fresh"]),
                   f"{c['gap']:+.3f}" if c["gap"] is not None else "-", _score_ci(c["held_out"]), verdict)
-    for b, ref in v.get("reference_scores", {}).items():
-        if b != "relu":
-            t.add_row(f"[dim]{b} (baseline)[/]", "", "", _score_ci(ref["fresh"]), "", _score_ci(ref["held_out"]), "")
+    for b, row in v.get("reference_scores", {}).items():
+        if b != ref:  # the reference scores 0 by definition
+            t.add_row(f"[dim]{b} (baseline)[/]", "", "", _score_ci(row["fresh"]), "", _score_ci(row["held_out"]), "")
     out.print(t)
-    out.print(f"{v['n_tests']} paired t-tests (candidates x tasks x baselines), Holm-corrected at alpha {v['alpha']}; "
-              f"best baseline per task: " + ", ".join(f"{t} {b}" for t, b in v["best_baseline"].items()))
+    out.print(f"scores: 0 = {ref_label(ref)}; {v['n_tests']} paired t-tests (candidates x tasks x baselines), "
+              f"Holm-corrected at alpha {v['alpha']}; best baseline per task: "
+              + ", ".join(f"{t} {b}" for t, b in v["best_baseline"].items()))
+    if v.get("note"):
+        out.print(f"note: {v['note']}")
 
 
 def progress_line(st: dict) -> str:
@@ -660,29 +674,42 @@ def progress_line(st: dict) -> str:
 
 def top_rows(run_dir: str, n: int, references: bool = True) -> list[dict]:
     """The top `n` candidates by the conservative ranking (actsearch.staging), with their rung, tasks and
-    seeds, score CI and validation verdict; ReLU, GELU and SiLU as reference rows (`"reference": true`)
-    scored on the highest rung's tasks and seeds they have, in their ranked places."""
+    seeds, score CI, per-task scores and validation verdict; the run's baselines (ReLU, GELU and SiLU; on
+    layer tasks BN-ReLU, GN-ReLU, BN-SiLU, EvoNorm-B0, EvoNorm-S0) as reference rows (`"reference": true`)
+    scored on the highest rung's tasks and seeds they have, in their ranked places.  With per-task
+    objectives (`--objectives tasks`) each candidate row says whether it is on the Pareto front of the
+    per-task scores (`"pareto"`; null otherwise)."""
     from actsearch.staging import ranking_key
     from actsearch.store import ResultStore
 
     store = ResultStore(run_dir, mode="read")  # read-only: never written, never locked
     try:
+        cfg = store.config() or {}
+        ref = run_reference(cfg)
         validation = store.latest_validation()
         verdicts = {c["id"]: c for c in validation["candidates"]} if validation else {}
+        ranked = store.ranked()
+        per_task = list(cfg.get("objectives") or []) == ["tasks"]
+        front = {f["id"] for f in store.task_front(cfg.get("tasks") or [], ranked)} if per_task else set()
         rows = []
-        for r in store.ranked(n):
+        for r in ranked[:n]:
             nearest = r["nearest"]
             novel = nearest["name"] is None or (nearest["distance"] or 0) > NOVEL_DISTANCE
             tasks = r["report"].get("tasks", {})
             first = next(iter(tasks.values()), None)
-            ci = _finite_ci(first["vs"]["relu"].get("ci")) if first and "relu" in first.get("vs", {}) else None
+            vs = (first or {}).get("vs", {})
+            ci = _finite_ci(vs["relu"].get("ci")) if "relu" in vs else None
+            ci_ref = _finite_ci(vs[ref].get("ci")) if ref in vs else None
             est = r["estimate"] or {}
             v = verdicts.get(r["id"])
             rows.append({"id": r["id"], "formula": r["formula"], "canonical": r["canonical"], "params": r["params"],
                          "score": r["score"], "ci": _finite_ci(r["ci"]), "lcb": r["lcb"], "rung": r["rung"],
                          "tasks": est.get("tasks") or list(tasks),
                          "seeds": est.get("seeds") or r["report"].get("seeds", []),
-                         "cost": r["cost"], "ci_vs_relu": ci, "rejected": r["rejected"], "nearest": nearest,
+                         "task_scores": est.get("task_scores") or {},
+                         "pareto": (r["id"] in front) if per_task else None,
+                         "cost": r["cost"], "ci_vs_relu": ci, "ci_vs_reference": ci_ref, "reference_baseline": ref,
+                         "rejected": r["rejected"], "nearest": nearest,
                          "novel": bool(novel), "reference": False,
                          "validation": ({"verdict": v["verdict"], "verdict_code": v["verdict_code"], "fresh": v["fresh"],
                                          "held_out": v["held_out"], "gap": v["gap"]} if v else None)})
@@ -694,31 +721,54 @@ def top_rows(run_dir: str, n: int, references: bool = True) -> list[dict]:
     return rows
 
 
+def run_reference(cfg: dict) -> str:
+    """The reference baseline of a run (its tasks' `Task.reference`: relu, or bn-relu for layer tasks)."""
+    from actsearch.tasks import task_defaults
+
+    try:
+        return task_defaults(list(cfg.get("tasks") or []))[1]
+    except ValueError:  # a task this version does not know
+        return "relu"
+
+
+def run_baselines(cfg: dict) -> list:
+    """The baselines a run trained: the reference first, then its config's (or its tasks' own)."""
+    from actsearch.tasks import task_defaults
+
+    try:
+        _, ref, defaults = task_defaults(list(cfg.get("tasks") or []))
+    except ValueError:
+        ref, defaults = "relu", ("relu", "gelu", "silu")
+    return list(dict.fromkeys([ref, *(cfg.get("baselines") or defaults)]))
+
+
 def _reference_rows(store) -> list[dict]:
-    """ReLU, GELU and SiLU scored like candidates, on the highest rung whose pairs they were trained on."""
+    """The run's baselines scored like candidates, on the highest rung whose pairs they were trained on."""
     from actsearch.staging import estimate_score, parse_rungs
     from actsearch.tasks import get_task
 
     cfg = store.config() or {}
     base = store.baseline_accuracies()
     spread = store.pooled_spreads()  # the baselines' intervals use their rung's pooled spread, as candidates
+    ref = run_reference(cfg)
     try:
         rungs = parse_rungs(cfg.get("rungs") or "flat", cfg.get("tasks") or [], cfg.get("seeds", 2))
     except ValueError:
         return []
     rows = []
-    for b in ("relu", "gelu", "silu"):
+    for b in run_baselines(cfg):
         for rung in reversed(rungs):  # the highest rung whose pairs the baseline has
             pairs = rung.pairs()
             est = estimate_score({t: base.get(t, {}).get(b, {}) for t in pairs}, base,
-                                 {t: get_task(t).chance for t in pairs}, pairs)
+                                 {t: get_task(t).chance for t in pairs}, pairs, reference=ref)
             if est.score is not None:
                 pool = spread.get(rung.index)
                 ci = pool.interval(est.score, len(est.seeds)) if pool is not None else None
                 rows.append({"id": f"baseline:{b}", "formula": b, "canonical": b, "params": {},
                              "score": est.score, "ci": _finite_ci(ci), "lcb": ci[0] if ci else None,
                              "rung": rung.index,
-                             "tasks": est.tasks, "seeds": est.seeds, "cost": None, "ci_vs_relu": None,
+                             "tasks": est.tasks, "seeds": est.seeds, "task_scores": est.task_scores, "pareto": None,
+                             "cost": None, "ci_vs_relu": None, "ci_vs_reference": None, "reference_baseline": ref,
                              "rejected": None, "nearest": {"name": b, "distance": 0.0}, "novel": False,
                              "reference": True, "validation": None})
                 break
@@ -732,22 +782,38 @@ def _print_top(run_dir: str, rows: list[dict]) -> None:
     from rich.markup import escape
 
     n = sum(1 for r in rows if not r["reference"])
-    t = Table(title=f"top {n} of {run_dir}, ranked by the lower 95% bound of the score (0 = ReLU)")
-    for col in ("#", "score [95% CI]", "rung: tasks x seeds", "formula", "nearest known", "validation", "id"):
+    ref = next((r["reference_baseline"] for r in rows if r.get("reference_baseline")), "relu")
+    # a column per search task (per architecture) when the run has several; the Pareto mark with per-task objectives
+    tasks = list(dict.fromkeys(t for r in rows for t in (r.get("task_scores") or {})))
+    per_task = any(r.get("pareto") is not None for r in rows)
+    title = f"top {n} of {run_dir}, ranked by the lower 95% bound of the score (0 = {ref_label(ref)})"
+    if per_task:
+        title += "; * = on the Pareto front of the per-task scores"
+    t = Table(title=title)
+    cols = ["#", "score [95% CI]", "rung: tasks x seeds"] + (tasks if len(tasks) > 1 else [])
+    cols += (["front"] if per_task else []) + ["formula", "nearest known", "validation", "id"]
+    for col in cols:
         t.add_column(col)
+
+    def per(r):
+        if len(tasks) < 2:
+            return []
+        ts = r.get("task_scores") or {}
+        return [f"{ts[k]:+.3f}" if ts.get(k) is not None else "-" for k in tasks]
+
     i = 0
     for r in rows:
         tasks_seeds = f"{r['rung']}: {len(r['tasks'])} x {len(r['seeds'])}"
         if r["reference"]:
-            t.add_row("", f"[dim]{_score_ci(r)}[/]", f"[dim]{tasks_seeds}[/]", f"[dim]{r['formula']} (baseline)[/]",
-                      "", "", "")
+            t.add_row("", f"[dim]{_score_ci(r)}[/]", f"[dim]{tasks_seeds}[/]", *(f"[dim]{x}[/]" for x in per(r)),
+                      *([""] if per_task else []), f"[dim]{r['formula']} (baseline)[/]", "", "", "")
             continue
         i += 1
         near = "novel" if r["novel"] else f"{r['nearest']['name']} ({r['nearest']['distance']:.3f})"
         score = _score_ci(r) + (" (rejected)" if r["rejected"] else "")
         v = r["validation"]
-        t.add_row(str(i), score, tasks_seeds, escape(r["canonical"][:50]), near,
-                  escape(v["verdict"]) if v else "", r["id"])
+        t.add_row(str(i), score, tasks_seeds, *per(r), *(["*" if r.get("pareto") else ""] if per_task else []),
+                  escape(r["canonical"][:50]), near, escape(v["verdict"]) if v else "", r["id"])
     out.print(t)
 
 
@@ -756,7 +822,8 @@ def top(run_dir: str = typer.Argument(..., help="A run directory."),
         n: int = typer.Option(10, "--n", help="How many candidates to list (>= 1)."),
         as_json: bool = typer.Option(False, "--json")):
     """The best candidates of a run by a conservative estimate (the lower bound of the score's 95% CI), with
-    the rung, tasks and seeds behind each score, the validation verdict, and ReLU/GELU/SiLU as reference rows."""
+    the rung, tasks and seeds behind each score, the score per task (with several tasks; the Pareto front
+    with --objectives tasks), the validation verdict, and the run's baselines as reference rows."""
     from actsearch.store import StoreError
 
     if n < 1:  # the store reads n <= 0 as "no limit"
@@ -776,12 +843,14 @@ def validate(run_dir: str = typer.Argument(..., help="A run directory (finished 
              top: int = typer.Option(5, "--top", help="How many of the best candidates to validate (>= 1)."),
              seeds: int = typer.Option(5, "--seeds", help="Fresh seeds per task (>= 2), never used by the search."),
              tasks: Optional[str] = typer.Option(None, "--tasks", help="Validation tasks (default: the search tasks "
-                                                 "and the held-out tasks, including the larger mnist1d-mlp-deep)."),
+                                                 "and the held-out tasks: the activation tasks not searched and the "
+                                                 "larger mnist1d-mlp-deep, or the layer tasks not searched)."),
              executor: str = typer.Option("ray", "--executor", help="ray (default, embedded) or local (in-process)."),
              workers: int = typer.Option(0, "--workers", help="Ray workers (default: one per CPU)."),
              as_json: bool = typer.Option(False, "--json")):
-    """Re-train the run's top K on fresh seeds and held-out tasks against ReLU, GELU, SiLU and each task's best
-    baseline: paired t-tests, Holm-corrected; a verdict per candidate and the winner's-curse gap (stored)."""
+    """Re-train the run's top K on fresh seeds and held-out tasks against the baselines (ReLU, GELU, SiLU; the
+    layer baselines for a layer search) and each task's best baseline: paired t-tests, Holm-corrected; a
+    verdict per candidate and the winner's-curse gap (stored)."""
     import dataclasses
 
     from actsearch.search import SearchConfig
@@ -809,7 +878,13 @@ def validate(run_dir: str = typer.Argument(..., help="A run directory (finished 
         known = {f.name for f in dataclasses.fields(SearchConfig)}
         cfg = SearchConfig(**{k: v for k, v in stored.items() if k in known})
         cfg.executor, cfg.workers, cfg.address = executor, workers, None
-        cfg.baselines = ["relu", "gelu", "silu"]
+        from actsearch.tasks import task_defaults
+
+        kind, _, cfg.baselines = task_defaults(list(cfg.tasks))  # the tasks' own baselines
+        cfg.baselines = list(cfg.baselines)
+        if task_names is not None and task_defaults(task_names)[0] != kind:
+            raise ValueError(f"--tasks {', '.join(task_names)}: the run searched {kind} tasks "
+                             f"({', '.join(cfg.tasks)}); validate it on tasks of that kind")
         if store.n_results() == 0:
             raise StoreError(f"{run_dir} has no evaluated candidate to validate")
         from actsearch.executor import make_executor

@@ -1,11 +1,16 @@
 """`actsearch report RUN_DIR`: one HTML file with PNG plots (embedded) read from the run's store.
 
-Tables: the top candidates (score, rung reached, the 95% interval of the score at that rung, nearest
-known activation) and, when the run was validated (`actsearch validate`, actsearch.validation), the
+Tables: the top candidates (score, rung reached, the 95% interval of the score at that rung, with several
+search tasks the score on each task, and with per-task objectives the Pareto-front mark; nearest known
+activation) and, when the run was validated (`actsearch validate`, actsearch.validation), the
 validated candidates: search score, fresh-seed score, their gap (the winner's curse), held-out score,
 each with its 95% interval, and the verdict against the best baseline.
 
-Plots: best score so far vs evaluations; shape and derivative of the top-k; the distribution of the
+Scores are measured against the run's reference baseline (its tasks' `Task.reference`: ReLU, or BN-ReLU
+for a layer search), which the labels name.
+
+Plots: best score so far vs evaluations; shape and derivative of the top-k (for layers: the output
+against the input on a fixed (8, 8, 16) probe tensor, one point per element); the distribution of the
 candidates' (rung-0) scores; score by rung (each candidate's score at every rung it completed, only for
 a run with more than one rung); the Pareto front of score vs kernel cost (only for a run with a cost
 objective where every evaluated candidate has a cost: a score-only run has no Pareto plot); the
@@ -74,12 +79,14 @@ def forest_plot(validation: dict):
 
     One row per (validated candidate, validation task), grouped per candidate under its formula: the
     mean paired accuracy difference candidate - baseline on the fresh seeds with its 95% Student-t
-    interval, against the task's best baseline (circles) and against ReLU (squares); filled and in
-    colour where the Holm-adjusted p-value is below alpha, hollow and grey otherwise."""
+    interval, against the task's best baseline (circles) and against the reference baseline (squares:
+    ReLU, BN-ReLU for layers); filled and in colour where the Holm-adjusted p-value is below alpha,
+    hollow and grey otherwise."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     alpha = float(validation.get("alpha", 0.05))
+    ref = validation.get("reference_baseline") or "relu"
     tasks_order = list(validation.get("tasks") or [])
     held_out_names = set(validation.get("held_out") or []) - set(validation.get("search_tasks") or [])
     labels: list[tuple[float, str, bool]] = []    # (y, text, is group title)
@@ -105,9 +112,9 @@ def forest_plot(validation: dict):
             best = entry.get("best_baseline")
             if best in vs:
                 text += f"  (best: {best})"
-                points.append((y - 0.13 if best != "relu" and "relu" in vs else y, vs[best], "best"))
-            if "relu" in vs and best != "relu":
-                points.append((y + 0.13 if best in vs else y, vs["relu"], "relu"))
+                points.append((y - 0.13 if best != ref and ref in vs else y, vs[best], "best"))
+            if ref in vs and best != ref:
+                points.append((y + 0.13 if best in vs else y, vs[ref], "relu"))
             labels.append((y, text, False))
             y += 1
         y += 0.4  # a gap between candidates
@@ -138,14 +145,18 @@ def forest_plot(validation: dict):
     ax.set_xlabel("test accuracy difference, candidate − baseline (mean over fresh seeds, 95% CI)")
     ax.grid(axis="x", alpha=0.3)
     handles = [Line2D([], [], marker="o", ls="none", color="C0", label="vs the task's best baseline"),
-               Line2D([], [], marker="s", ls="none", color="C3", label="vs ReLU"),
+               Line2D([], [], marker="s", ls="none", color="C3", label=f"vs {ref_label(ref)}"),
                Line2D([], [], marker="o", ls="none", color="0.55", markerfacecolor="white",
                       label=f"not significant (Holm p ≥ {alpha:g})")]
     ax.legend(handles=handles, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     return fig
 
 
-def score_by_rung_plot(rung_rows: list[dict]):
+def ref_label(name: Optional[str]) -> str:
+    return {"relu": "ReLU", "bn-relu": "BN-ReLU"}.get(name or "relu", name or "relu")
+
+
+def score_by_rung_plot(rung_rows: list[dict], reference: str = "relu"):
     """Each candidate's score at each rung it completed, as lines from rung to rung (a figure), or None
     when no candidate completed more than rung 0 (a flat run, or nobody promoted yet)."""
     import matplotlib.pyplot as plt
@@ -184,11 +195,11 @@ def score_by_rung_plot(rung_rows: list[dict]):
     if sum(max(d) == top for d in promoted) > 1:
         ax.plot([m[0] for m in means], [m[1] for m in means], color="k", lw=2.2, ls="--", zorder=3,
                 label=f"mean of those reaching rung {top}")
-    ax.axhline(0, color="0.6", lw=0.8, ls="--", label="ReLU")
+    ax.axhline(0, color="0.6", lw=0.8, ls="--", label=ref_label(reference))
     ax.set_xticks(rungs)
     ax.set_xticklabels([f"rung {k}" + (f"\n{labels[k]}" if k in labels else "") for k in rungs], fontsize=8)
     ax.set_xlim(min(rungs) - 0.25, max(rungs) + 0.25)
-    ax.set_ylabel("score (improvement over ReLU)")
+    ax.set_ylabel(f"score (improvement over {ref_label(reference)})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -232,8 +243,9 @@ def validation_table(validation: dict) -> str:
             + f"; search tasks {e(', '.join(validation.get('search_tasks') or [])) or 'none'}, held-out tasks "
             f"{e(', '.join(held)) or 'none'}; baselines {e(', '.join(validation.get('baselines') or []))}; "
             f"{validation.get('n_tests', '?')} paired t-tests, Holm-corrected at alpha = "
-            f"{validation.get('alpha', 0.05)}. "
-            "Gap = search score − fresh-seed score (the winner's curse).</p>")
+            f"{validation.get('alpha', 0.05)}. Scores: 0 = {e(ref_label(validation.get('reference_baseline')))}. "
+            "Gap = search score − fresh-seed score (the winner's curse).</p>"
+            + (f"<p class='note'>Note: {e(validation['note'])}.</p>" if validation.get("note") else ""))
     head = ("<tr><th>candidate</th><th>rung</th><th>search score [95% CI]</th><th>fresh-seed score [95% CI]</th>"
             "<th>gap</th><th>held-out score [95% CI]</th><th>verdict</th></tr>")
     rows = []
@@ -246,7 +258,7 @@ def validation_table(validation: dict) -> str:
                     f"<td>{search}</td><td>{_score_ci(c.get('fresh'))}</td><td>{_num(c.get('gap'))}</td>"
                     f"<td>{_score_ci(c.get('held_out'))}</td><td>{e(c.get('verdict') or '')}</td></tr>")
     for name, ref in (validation.get("reference_scores") or {}).items():
-        if name == "relu":  # 0 by definition
+        if name == (validation.get("reference_baseline") or "relu"):  # 0 by definition
             continue
         rows.append(f"<tr class='reference'><td><i>{e(name)} (baseline)</i></td><td></td><td></td>"
                     f"<td>{_score_ci((ref or {}).get('fresh'))}</td><td></td>"
@@ -268,6 +280,9 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
     try:
         cfg = store.config() or {}
         ranked = store.ranked()
+        search_tasks = list(cfg.get("tasks") or [])
+        per_task = list(cfg.get("objectives") or []) == ["tasks"]
+        front = {f["id"] for f in store.task_front(search_tasks, ranked)} if per_task else set()
         history = store.history()
         rung_rows = store.rung_rows()
         validation = store.latest_validation()
@@ -280,6 +295,13 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
                 reasons[f"screened_out: {check}"] += 1
     finally:
         store.close()
+    from actsearch.tasks import task_defaults
+
+    try:
+        reference = task_defaults(search_tasks)[1]
+    except ValueError:  # a task this version does not know
+        reference = "relu"
+    ref = ref_label(reference)
     images: list[tuple[str, str]] = []
     multi_rung = len({r["rung"] for r in rung_rows if r["status"] == "done"}) > 1
 
@@ -290,9 +312,9 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
     best = np.fmax.accumulate(np.where(np.isnan(scores), -np.inf, scores)) if len(scores) else scores
     ax.scatter(n, scores, s=10, alpha=0.5, label="candidate")
     ax.plot(n, np.where(np.isfinite(best), best, np.nan), color="C3", label="best so far")
-    ax.axhline(0, color="0.6", lw=0.8, ls="--", label="ReLU")
+    ax.axhline(0, color="0.6", lw=0.8, ls="--", label=ref)
     ax.set_xlabel("evaluations")
-    ax.set_ylabel("score (improvement over ReLU)" + (", rung 0" if multi_rung else ""))
+    ax.set_ylabel(f"score (improvement over {ref})" + (", rung 0" if multi_rung else ""))
     ax.legend()
     ax.grid(alpha=0.3)
     images.append(("Best score vs evaluations", _png(fig)))
@@ -304,11 +326,20 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
         rows = (len(good) + cols - 1) // cols
         fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
         x = np.linspace(-5, 5, 801)
+        any_layer = False
         for ax, r in zip(axes.flat, good):
             c = parse_formula(r["formula"], params=r["params"] or None)
-            with np.errstate(all="ignore"):
-                ax.plot(x, evaluate(c.safe_expr, x, c.params), lw=2, label="f")
-                ax.plot(x, evaluate(c.safe_derivative, x, c.params), lw=1.2, ls="--", label="f'")
+            if c.is_tensor_op:  # a layer: its output against its input, element by element, on a probe tensor
+                any_layer = True
+                probe = np.random.default_rng(0).standard_normal((8, 8, 16))
+                with np.errstate(all="ignore"):
+                    y = evaluate(c.safe_expr, probe, c.params)
+                ax.scatter(probe.ravel(), y.ravel(), s=2, alpha=0.3, label="f (elements)")
+                ax.set_xlim(-4, 4)
+            else:
+                with np.errstate(all="ignore"):
+                    ax.plot(x, evaluate(c.safe_expr, x, c.params), lw=2, label="f")
+                    ax.plot(x, evaluate(c.safe_derivative, x, c.params), lw=1.2, ls="--", label="f'")
             ax.set_ylim(-3, 5)
             ax.axhline(0, color="0.8", lw=0.8)
             ax.set_title(f"{r['score']:+.3f}  {r['canonical'][:40]}", fontsize=8)
@@ -316,23 +347,24 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
         for ax in list(axes.flat)[len(good):]:
             ax.axis("off")
         axes.flat[0].legend(fontsize=8)
-        images.append((f"Top {len(good)}: shapes (solid) and derivatives (dashed)", _png(fig)))
+        images.append((f"Top {len(good)}: output against input of each element of an (8, 8, 16) N(0,1) probe "
+                       f"tensor" if any_layer else f"Top {len(good)}: shapes (solid) and derivatives (dashed)", _png(fig)))
 
     # score distribution: where the space's candidates fall relative to ReLU
     finite = scores[np.isfinite(scores)] if len(scores) else scores
     if len(finite):
         fig, ax = plt.subplots(figsize=(6.5, 3.2))
         ax.hist(finite, bins=min(40, max(10, len(finite) // 3)), color="C0", alpha=0.75)
-        ax.axvline(0, color="0.3", lw=1.0, ls="--", label="ReLU")
+        ax.axvline(0, color="0.3", lw=1.0, ls="--", label=ref)
         n_none = len(scores) - len(finite)
-        ax.set_xlabel("score (improvement over ReLU)" + (", rung 0" if multi_rung else ""))
+        ax.set_xlabel(f"score (improvement over {ref})" + (", rung 0" if multi_rung else ""))
         ax.set_ylabel("candidates")
         ax.legend(title=f"{n_none} without a score" if n_none else None, fontsize=8)
         ax.grid(alpha=0.3)
         images.append(("Score distribution", _png(fig)))
 
     # score by rung: how promoted candidates' scores move as seeds and tasks are added
-    fig = score_by_rung_plot(rung_rows)
+    fig = score_by_rung_plot(rung_rows, reference)
     if fig is not None:
         images.append((SCORE_BY_RUNG_TITLE, _png(fig)))
 
@@ -356,10 +388,16 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
         ax.set_xlabel("candidates")
         images.append(("Rejection reasons", _png(fig)))
 
+    # with several search tasks, the score on each (each architecture); with per-task objectives, the front
+    task_cols = search_tasks if len(search_tasks) > 1 else []
+
     def row(i, r):
         score = "" if r["score"] is None else f"{r['score']:+.4f}"
         near = r["nearest"]["name"] or "novel"
-        return (f"<tr><td>{i}</td><td>{score}</td><td>{_ci(r.get('ci'))}</td><td>{r.get('rung', 0)}</td>"
+        ts = (r.get("estimate") or {}).get("task_scores") or {}
+        per = "".join(f"<td>{_num(ts.get(t), '+.3f')}</td>" for t in task_cols)
+        mark = f"<td>{'★' if r['id'] in front else ''}</td>" if per_task else ""
+        return (f"<tr><td>{i}</td><td>{score}</td><td>{_ci(r.get('ci'))}</td><td>{r.get('rung', 0)}</td>{per}{mark}"
                 f"<td><code>{html.escape(r['canonical'] or r['formula'])}</code></td>"
                 f"<td>{html.escape(near)}</td><td>{html.escape(r['rejected'] or '')}</td><td><code>{r['id']}</code></td></tr>")
 
@@ -368,6 +406,12 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
     if validation is not None:
         validation_html = f"<h2>{VALIDATION_TABLE_TITLE}</h2>" + validation_table(validation)
     body = "".join(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b}'/>" for t, b in images)
+    task_heads = "".join(f"<th>{html.escape(t)}</th>" for t in task_cols) + ("<th>front</th>" if per_task else "")
+    per_task_note = ("; the per-task columns are the score on each search task at the candidate's highest rung"
+                     if task_cols else "")
+    if per_task:
+        per_task_note += (f"; ★ marks the {len(front)} candidates on the Pareto front of the per-task scores "
+                          f"(--objectives tasks)")
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>actsearch report: {html.escape(run_dir)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td,th{{padding:2px 8px;text-align:left}}
 img{{max-width:100%}}tr.verdict-better td:last-child{{color:#1a7f37}}tr.verdict-worse td:last-child{{color:#b42318}}
@@ -377,9 +421,10 @@ tr.reference{{color:#555}}</style></head><body>
 tasks {html.escape(', '.join(cfg.get('tasks', [])))}, {cfg.get('seeds')} seeds, rungs
 {html.escape(str(cfg.get('rungs') or 'default'))}; {len(ranked)} evaluated,
 {sum(1 for r in ranked if r['rejected'])} rejected in training, {n_screened} screened out.</p>
-<h2>Top candidates</h2><p>Ranked by the lower bound of the 95% CI of the score at the highest rung reached.</p>
-<table><tr><th>#</th><th>score</th><th>95% CI</th><th>rung</th><th>formula</th><th>nearest known</th><th>rejected</th>
-<th>id</th></tr>
+<h2>Top candidates</h2><p>Ranked by the lower bound of the 95% CI of the score at the highest rung reached;
+scores are improvements over {html.escape(ref)} (0) as a fraction of its margin over chance{per_task_note}.</p>
+<table class='top'><tr><th>#</th><th>score</th><th>95% CI</th><th>rung</th>{task_heads}<th>formula</th><th>nearest known</th>
+<th>rejected</th><th>id</th></tr>
 {rows_html}</table>{validation_html}{body}</body></html>"""
     try:
         os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)

@@ -62,7 +62,7 @@ class SearchConfig:
     timeout_s: float = 300.0       # per candidate (a batch of n gets n times it)
     space_options: dict = field(default_factory=dict)
     strategy_options: dict = field(default_factory=dict)
-    baselines: list = field(default_factory=lambda: ["relu", "gelu", "silu"])
+    baselines: Optional[list] = None  # None: the tasks' own (Task.baselines: ReLU, GELU, SiLU; or the layer ones)
     executor: str = "ray"          # "ray", "local" (in-process, for tests and debugging) or "table:PATH"
     rungs: Optional[str] = None    # staged evaluation (actsearch.staging): None = default rungs, "flat" = one
     eta: Optional[int] = None      # promotion: the top 1/eta of a rung (None: 3, or the resumed run's own)
@@ -102,10 +102,13 @@ class SearchConfig:
         from actsearch.strategies import STRATEGIES
         from actsearch.tasks import resolve_tasks
 
-        get_space(self.space, **self.space_options)
+        space = get_space(self.space, **self.space_options)
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
-        self.tasks = [t.name for t in resolve_tasks(self.tasks)]
+        task_list = resolve_tasks(self.tasks)
+        self.tasks = [t.name for t in task_list]
+        kind = check_kinds(self.space, space, task_list)
+        self.baselines = check_baselines(self.baselines, task_list[0])
         if self.address:
             check_address(self.address)
         if list(self.objectives) not in OBJECTIVE_SETS:
@@ -128,7 +131,13 @@ class SearchConfig:
         if self.validate_tasks is not None:
             if not self.validate_tasks:
                 raise ValueError("--validate-tasks is empty; name at least one task or leave it out")
-            self.validate_tasks = [t.name for t in resolve_tasks(self.validate_tasks)]
+            validate_list = resolve_tasks(self.validate_tasks)
+            self.validate_tasks = [t.name for t in validate_list]
+            other = [t for t in validate_list if t.kind != kind]
+            if other:
+                raise ValueError(f"--validate-tasks {', '.join(t.name for t in other)}: {other[0].kind} task"
+                                 f"{'s' if len(other) > 1 else ''}, but the search's tasks are {kind} tasks; "
+                                 f"validate on tasks of the search's kind ({_GROUP_HINT[kind]})")
 
     @property
     def per_task(self) -> bool:
@@ -152,6 +161,65 @@ class SearchConfig:
 
     def resolved_rungs(self) -> list:
         return parse_rungs(self.rung_spec(), self.tasks, self.seeds)
+
+
+_GROUP_HINT = {"activation": "e.g. all, mnist1d-mlp-deep", "layer": "e.g. layers"}
+_SPACE_WORDS = {"activation": "scalar activation functions", "layer": "normalization-activation layers"}
+
+
+def space_kind(space) -> str:
+    """What a search space's candidates are: "layer" (normalization-activation layers, trained on layer
+    tasks: the evonorm space) or "activation" (scalar activations: every other space).  A space may say
+    so itself with a `kind` attribute."""
+    kind = getattr(space, "kind", None)
+    if kind in ("activation", "layer"):
+        return kind
+    from actsearch.search_spaces import EvoNormSpace
+
+    return "layer" if isinstance(space, EvoNormSpace) else "activation"
+
+
+def check_kinds(space_name: str, space, task_list) -> str:
+    """The one kind of a search (its tasks' and its space's), or a ValueError that says what to change:
+    a search trains one kind of candidate, so its tasks cannot mix activation and layer tasks, and its
+    space must make candidates of its tasks' kind."""
+    from actsearch.tasks import LAYER_TASKS
+
+    kinds = {t.kind for t in task_list}
+    if len(kinds) > 1:
+        by = {k: [t.name for t in task_list if t.kind == k] for k in sorted(kinds)}
+        raise ValueError("--tasks mixes activation tasks (" + ", ".join(by["activation"]) + ") and layer tasks ("
+                         + ", ".join(by["layer"]) + "); a search trains one kind of candidate: name activation "
+                         "tasks (e.g. 'all') or layer tasks ('layers'), not both")
+    kind = kinds.pop()
+    have = space_kind(space)
+    if have != kind:
+        names = ", ".join(t.name for t in task_list)
+        fix = ("use --space evonorm for layers, or activation tasks (e.g. --tasks all)" if kind == "layer" else
+               f"use layer tasks (--tasks layers: {', '.join(LAYER_TASKS)}) for it, or an activation space "
+               f"(swish, pangaea, tree)")
+        what = (f"{'an' if kind == 'activation' else 'a'} {kind} task, which trains" if len(task_list) == 1
+                else f"{kind} tasks, which train")
+        raise ValueError(f"--space {space_name} searches {_SPACE_WORDS[have]}, but --tasks {names} "
+                         f"{'is' if len(task_list) == 1 else 'are'} {what} {_SPACE_WORDS[kind]}; {fix}")
+    return kind
+
+
+def check_baselines(baselines, task) -> list:
+    """The search's baselines: `baselines`, each a built-in of the tasks' kind, or None for the tasks' own
+    (`task.baselines`).  The reference (`task.reference`) is always trained besides them."""
+    if baselines is None:
+        return list(task.baselines)
+    if isinstance(baselines, str) or not baselines or not all(isinstance(b, str) and b.strip() for b in baselines):
+        raise ValueError(f"--baselines must be a non-empty list of baseline names, got {baselines!r}")
+    out = list(dict.fromkeys(b.strip() for b in baselines))
+    for b in out:
+        try:
+            task.make_unit(b)
+        except ValueError as exc:
+            raise ValueError(f"--baselines: {exc} (the {task.kind} tasks' baselines: "
+                             f"{', '.join(task.baselines)})") from None
+    return out
 
 
 def check_address(address: str, timeout: float = 5.0) -> None:
@@ -274,6 +342,9 @@ class SearchDriver:
                                      f"resume with the same settings (only --budget, --workers, --address and the "
                                      f"validation options may change)")
             self.rungs = config.resolved_rungs()
+            from actsearch.tasks import task_defaults
+
+            self.kind, self.reference, _ = task_defaults(config.tasks)  # the score's zero: relu or bn-relu
             self.asha = AshaPromotions(len(self.rungs), config.eta)
             self.space = get_space(config.space, **config.space_options)
             self.strategy = make_strategy(config.strategy, self.space, seed=config.seed,
@@ -455,6 +526,7 @@ class SearchDriver:
                     self.progress(self.status(t_start, started))
             summary = self.status(t_start, started, final=True)
             summary["exhausted"] = self._exhausted
+            summary["reference"] = self.reference
             if cfg.n_objectives() > 1:
                 summary["pareto"] = self.pareto()
             if cfg.validate_top > 0 and cfg.executor.startswith("table:"):
@@ -465,6 +537,7 @@ class SearchDriver:
 
                 summary["validation"] = validate_store(
                     self.store, ex, top=cfg.validate_top, seeds=cfg.validate_seeds, tasks=cfg.validate_tasks,
+                    baselines=cfg.baselines,
                     progress=lambda st: self.progress({**self.status(t_start, started), "validation": st}))
         finally:
             if self.executor is None:
@@ -541,14 +614,7 @@ class SearchDriver:
         from actsearch.strategies import pareto_front
 
         if self.config.per_task:
-            tasks = self.config.tasks
-            rows = [(r, self._task_value(self.store.task_scores(r["id"]))) for r in self.store.ranked()
-                    if r["score"] is not None]
-            rows = [(r, v) for r, v in rows if v is not None]
-            # pareto_front maximises objective 0 and minimises the rest: negate the others
-            front = pareto_front([(v[0], *(-x for x in v[1:])) for _, v in rows])
-            return [{"id": rows[i][0]["id"], "formula": rows[i][0]["formula"], "score": rows[i][0]["score"],
-                     "task_scores": dict(zip(tasks, rows[i][1]))} for i in front]
+            return self.store.task_front(self.config.tasks)
         rows = [r for r in self.store.ranked() if r["score"] is not None and r["cost"] is not None]
         front = pareto_front([(r["score"], r["cost"]) for r in rows])
         return sorted(({"id": rows[i]["id"], "formula": rows[i]["formula"], "score": rows[i]["score"],
@@ -569,7 +635,8 @@ class SearchDriver:
                     base.setdefault(task, {}).setdefault(name, {}).setdefault(seed, acc)
         pairs = self.rungs[rung].pairs()
         return estimate_score(cand, base, {t: get_task(t).chance for t in pairs}, pairs,
-                              compare=[b for b in self.config.baselines if b != "relu"])
+                              compare=[b for b in self.config.baselines if b != self.reference],
+                              reference=self.reference)
 
     def _record(self, cid: str, rung: int, report: dict, worker: str, wall: float) -> dict:
         cfg = self.config

@@ -12,8 +12,10 @@ of a candidate and seed s of every baseline start from the same weights and see 
 the rung's score is computed over all of the rung's pairs.
 
 Score estimate (`estimate_score`): the per-seed score y_s = mean over the rung's tasks of
-(candidate_s - relu_s) / (relu_mean - chance), whose mean is the multi-task score of
-`actsearch.evaluation` (0 is ReLU, -1 chance); `estimate_score` also gives the candidate's own 95%
+(candidate_s - reference_s) / (reference_mean - chance), whose mean is the multi-task score of
+`actsearch.evaluation` (0 is the reference baseline, -1 chance).  The reference is the tasks' own
+(`Task.reference`): ReLU on activation tasks, BN-ReLU on layer tasks; a search's tasks are all of one
+kind, so they share it.  `estimate_score` also gives the candidate's own 95%
 Student-t interval over its seeds.  Rankings (`top`, the candidates sent to validation) use the lower
 bound (LCB) of a 95% interval in the score's units whose spread is pooled over every candidate of the
 same rung (they share its tasks and seeds): sd^2 = sum_i sum_s (y_is - mean_i)^2 / sum_i (n_i - 1), with
@@ -140,6 +142,7 @@ class ScoreEstimate:
     task_scores: dict                  # task -> score on that task
     vs: dict = field(default_factory=dict)  # task -> baseline -> paired comparison (evaluation.paired_comparison)
     missing: list = field(default_factory=list)  # "task/seed" pairs without data (then score is None)
+    reference: str = "relu"            # the baseline the score is measured against (its zero)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,9 +150,10 @@ class ScoreEstimate:
 
 def estimate_score(candidate: Mapping[str, Mapping[int, float]], baselines: Mapping[str, Mapping[str, Mapping[int, float]]],
                    chance: Mapping[str, float], pairs: Mapping[str, Sequence[int]],
-                   compare: Sequence[str] = (), confidence: float = 0.95) -> ScoreEstimate:
+                   compare: Sequence[str] = (), confidence: float = 0.95, reference: str = "relu") -> ScoreEstimate:
     """The score over `pairs` (task -> seeds, the same seeds on every task) from accuracies:
-    candidate[task][seed], baselines[task][name][seed] (ReLU required), chance[task]."""
+    candidate[task][seed], baselines[task][name][seed] (`reference` required: the tasks' reference
+    baseline, "relu" on activation tasks, "bn-relu" on layer tasks), chance[task]."""
     from actsearch.evaluation import paired_comparison, t_interval
 
     tasks = list(pairs)
@@ -157,22 +161,22 @@ def estimate_score(candidate: Mapping[str, Mapping[int, float]], baselines: Mapp
     if any(list(pairs[t]) != seeds for t in tasks):
         raise ValueError("estimate_score needs the same seeds on every task")
     missing = [f"{t}/{s}" for t in tasks for s in seeds
-               if s not in candidate.get(t, {}) or s not in baselines.get(t, {}).get("relu", {})]
+               if s not in candidate.get(t, {}) or s not in baselines.get(t, {}).get(reference, {})]
     if missing or not tasks or not seeds:
-        return ScoreEstimate(None, None, None, [], seeds, tasks, {}, {}, missing)
+        return ScoreEstimate(None, None, None, [], seeds, tasks, {}, {}, missing, reference)
     contrib: dict[str, list[float]] = {}
     vs: dict[str, dict] = {}
     for t in tasks:
-        relu = [baselines[t]["relu"][s] for s in seeds]
+        ref = [baselines[t][reference][s] for s in seeds]
         cand = [candidate[t][s] for s in seeds]
-        margin = statistics.fmean(relu) - chance[t]
-        contrib[t] = [(c - r) / margin if margin > 0 else 0.0 for c, r in zip(cand, relu)]
+        margin = statistics.fmean(ref) - chance[t]
+        contrib[t] = [(c - r) / margin if margin > 0 else 0.0 for c, r in zip(cand, ref)]
         vs[t] = {b: paired_comparison(cand, [baselines[t][b][s] for s in seeds], confidence)
-                 for b in dict.fromkeys(["relu", *compare]) if all(s in baselines[t].get(b, {}) for s in seeds)}
+                 for b in dict.fromkeys([reference, *compare]) if all(s in baselines[t].get(b, {}) for s in seeds)}
     per_seed = [statistics.fmean(contrib[t][i] for t in tasks) for i in range(len(seeds))]
     ci = t_interval(per_seed, confidence)
     return ScoreEstimate(statistics.fmean(per_seed), ci, ci[0] if ci else None, per_seed, seeds, tasks,
-                         {t: statistics.fmean(v) for t, v in contrib.items()}, vs, [])
+                         {t: statistics.fmean(v) for t, v in contrib.items()}, vs, [], reference)
 
 
 def ranking_key(score: Optional[float], lcb: Optional[float], rejected: bool = False, order: int = 0) -> tuple:

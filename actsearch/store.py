@@ -636,6 +636,28 @@ class ResultStore:
         with self._guard():
             return json.loads(rows[0][0]).get("task_scores") or None
 
+    def task_front(self, tasks: Sequence[str], ranked: Optional[list] = None) -> list[dict]:
+        """Per-task objectives (`--objectives tasks`): the Pareto front of the candidates' scores on each of
+        `tasks` (every one maximised) at each candidate's highest rung, over the evaluated candidates with
+        a score on every task: [{"id", "formula", "score", "task_scores"}] in ranked order.  `ranked`:
+        ranked() when the caller has it."""
+        from actsearch.strategies import pareto_front
+
+        tasks = list(tasks)
+        rows = []
+        for r in self.ranked() if ranked is None else ranked:
+            if r["score"] is None:
+                continue
+            ts = self.task_scores(r["id"])
+            if ts and all(ts.get(t) is not None for t in tasks):
+                rows.append((r, tuple(float(ts[t]) for t in tasks)))
+        if not rows:
+            return []
+        # pareto_front maximises objective 0 and minimises the rest: negate the others
+        front = pareto_front([(v[0], *(-x for x in v[1:])) for _, v in rows])
+        return [{"id": rows[i][0]["id"], "formula": rows[i][0]["formula"], "score": rows[i][0]["score"],
+                 "task_scores": dict(zip(tasks, rows[i][1]))} for i in front]
+
     def pooled_spreads(self, rows: Optional[list] = None) -> dict:
         """rung -> staging.PooledSpread of the per-seed scores of the candidates that completed it (not
         rejected), the spread behind the rankings' intervals.  `rows`: rung_rows() when the caller has them."""

@@ -466,3 +466,12 @@ def task_kind(tasks: Sequence[Task]) -> str:
         raise ValueError("the tasks mix kinds, which one candidate cannot train on: "
                          + "; ".join(f"{k} tasks {', '.join(v)}" for k, v in by.items()))
     return kinds.pop() if kinds else "activation"
+
+
+def task_defaults(names: Sequence[str]) -> tuple[str, str, tuple]:
+    """(kind, reference baseline, default baselines) shared by the tasks `names` (names or groups, as
+    `resolve_tasks` takes them): ("activation", "relu", ("relu", "gelu", "silu")) or ("layer", "bn-relu",
+    the five layer baselines).  A ValueError when the tasks mix kinds or a name is unknown."""
+    tasks = resolve_tasks(names)
+    kind = task_kind(tasks)
+    return kind, tasks[0].reference, tuple(tasks[0].baselines)

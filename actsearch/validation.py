@@ -10,8 +10,12 @@ What is measured
               they never overlap (checked against the store before anything is trained)
   tasks       the search tasks (fresh seeds only: this measures the winner's curse) and the held-out
               tasks, by default every task of `all` not searched plus `mnist1d-mlp-deep`, a larger model
-              than the search tasks
-  baselines   ReLU, GELU, SiLU, trained with the same fresh seeds (paired), and per task the best of them
+              than the search tasks; for a layer search (layer tasks, the evonorm space) the layer tasks
+              not searched.  When every such task was searched there is no held-out task: the validation
+              is on fresh seeds of the search tasks only, and its summary's `note` says so
+  baselines   the tasks' own (Task.baselines): ReLU, GELU, SiLU on activation tasks; BN-ReLU, GN-ReLU,
+              BN-SiLU, EvoNorm-B0, EvoNorm-S0 on layer tasks; always with the reference (ReLU, BN-ReLU:
+              the scores' zero), trained with the same fresh seeds (paired), and per task the best of them
               (highest mean accuracy on that task's fresh seeds)
 
 Statistics
@@ -25,7 +29,7 @@ Statistics
   baseline on N of M held-out tasks" (N >= 1, worse on none), "matches the best baseline on all M
   held-out tasks", "worse than the best baseline on W of M held-out tasks" (worse on some, better on
   none), or "mixed" (better on some, worse on others).
-  Scores (actsearch.staging.estimate_score, 0 = ReLU): the search score (at the candidate's highest
+  Scores (actsearch.staging.estimate_score, 0 = the reference baseline): the search score (at the candidate's highest
   rung), the fresh-seed score on the search tasks, their difference (the winner's-curse gap: how much of
   the search score was selection noise), and the held-out score.
 
@@ -45,10 +49,14 @@ ALPHA = 0.05
 
 
 def held_out_tasks(search_tasks: Sequence[str]) -> list[str]:
-    """The default held-out tasks: every task of `all`, and the larger model, that was not searched."""
-    from actsearch.tasks import DEFAULT_TASKS, TASKS
+    """The default held-out tasks: for activation tasks every task of `all`, and the larger model, that
+    was not searched; for layer tasks every layer task (`layers`) that was not searched."""
+    from actsearch.tasks import DEFAULT_TASKS, LAYER_TASKS, TASKS, task_defaults
 
-    names = list(DEFAULT_TASKS) + ([LARGER_TASK] if LARGER_TASK in TASKS else [])
+    if search_tasks and task_defaults(list(search_tasks))[0] == "layer":
+        names = list(LAYER_TASKS)
+    else:
+        names = list(DEFAULT_TASKS) + ([LARGER_TASK] if LARGER_TASK in TASKS else [])
     return [t for t in names if t not in search_tasks]
 
 
@@ -115,22 +123,31 @@ def _summ(values: Sequence[float]) -> dict:
 
 
 def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optional[Sequence[str]] = None,
-                   baselines: Sequence[str] = DEFAULT_BASELINES, alpha: float = ALPHA,
+                   baselines: Optional[Sequence[str]] = None, alpha: float = ALPHA,
                    progress: Optional[Callable[[dict], None]] = None, ids: Optional[Sequence[str]] = None) -> dict:
     """Validate the top `top` candidates of the run in `store` (opened for writing) with `executor`
     (anything with submit(items, plan, timeout_s) / wait() / capacity, whose config trains `baselines`);
-    returns the summary (also stored).  `ids`: validate these candidates instead of the top `top`.
+    returns the summary (also stored).  `baselines`: None for the tasks' own (ReLU, GELU, SiLU; the five
+    layer baselines on layer tasks).  `ids`: validate these candidates instead of the top `top`.
     See the module docstring."""
     from actsearch.staging import estimate_score
-    from actsearch.tasks import get_task
+    from actsearch.tasks import get_task, task_defaults
 
     if top < 1 or seeds < 2:
         raise ValueError(f"validation needs --top >= 1 and --seeds >= 2, got top={top}, seeds={seeds}")
     cfg = store.config() or {}
     search_tasks = list(cfg.get("tasks") or [])
+    given = bool(tasks)
     tasks = list(dict.fromkeys(tasks)) if tasks else search_tasks + held_out_tasks(search_tasks)
     for t in tasks:
         get_task(t)  # unknown names fail before anything is trained
+    # one kind of task (the search's): the reference baseline, the score's zero, is theirs
+    kind, ref, default_baselines = task_defaults(tasks)
+    if search_tasks and task_defaults(search_tasks)[0] != kind:
+        raise ValueError(f"the run searched {task_defaults(search_tasks)[0]} tasks ({', '.join(search_tasks)}); "
+                         f"validate it on tasks of that kind, not on {kind} tasks ({', '.join(tasks)})")
+    if baselines is None:
+        baselines = default_baselines
     held_out = [t for t in tasks if t not in search_tasks]
     judged = held_out or list(tasks)  # the verdict's tasks: the held-out ones, or all when none is held out
     fresh = fresh_seeds(seeds)
@@ -147,25 +164,29 @@ def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optiona
     else:
         chosen = [r for r in store.ranked() if r["rejected"] is None and r["score"] is not None][:top]
     t0 = time.time()
-    # what is missing per (task, candidate): nothing is trained twice
-    jobs = []
+    # what is missing per (task, candidate): nothing is trained twice (a validation with more seeds than an
+    # earlier one trains only the new seeds); candidates missing the same seeds of a task share a population
+    jobs = []  # (task, seeds, candidate ids)
     have = {r["id"]: store.accuracies(r["id"]) for r in chosen}
     for task in tasks:
-        need = [r["id"] for r in chosen if any(s not in have[r["id"]].get(task, {}) for s in fresh)]
-        if need:
-            jobs.append((task, need))
+        by_seeds: dict[tuple, list] = {}
+        for r in chosen:
+            missing = tuple(s for s in fresh if s not in have[r["id"]].get(task, {}))
+            if missing:
+                by_seeds.setdefault(missing, []).append(r["id"])
+        jobs += [(task, list(missing), need) for missing, need in by_seeds.items()]
     timeout = float(cfg.get("timeout_s", 300.0)) * seeds
     pending = list(jobs)
     inflight = 0
     done_jobs = 0
     while pending or inflight:
         while pending and inflight < executor.capacity:
-            task, need = pending.pop(0)
+            task, missing, need = pending.pop(0)
             items = []
             for cid in need:
                 c = store.candidate(cid)
                 items.append((cid, c["formula"], dict(c["params"] or {})))
-            executor.submit(items, {task: fresh}, timeout_s=timeout)
+            executor.submit(items, {task: missing}, timeout_s=timeout)
             inflight += 1
         for outcome in executor.wait():
             inflight -= 1
@@ -178,7 +199,7 @@ def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optiona
     base = store.baseline_accuracies()
     accuracy = {r["id"]: store.accuracies(r["id"]) for r in chosen}  # with what was just trained
     chance = {t: get_task(t).chance for t in tasks}
-    names = list(dict.fromkeys(["relu", *baselines]))
+    names = list(dict.fromkeys([ref, *baselines]))
     reference = {}
     for t in tasks:
         have = [b for b in names if all(s in base.get(t, {}).get(b, {}) for s in fresh)]
@@ -191,7 +212,7 @@ def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optiona
         row = {"id": r["id"], "formula": r["formula"], "canonical": r["canonical"], "rung": r["rung"],
                "search_score": r["score"], "search_ci": r["ci"], "tasks": {}, "missing": []}
         for t in tasks:
-            if not all(s in acc.get(t, {}) for s in fresh) or "relu" not in reference[t]:
+            if not all(s in acc.get(t, {}) for s in fresh) or ref not in reference[t]:
                 row["missing"].append(t)
                 continue
             cand = [acc[t][s] for s in fresh]
@@ -210,10 +231,10 @@ def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optiona
         v["verdict"] = ("better" if v["diff"] > 0 else "worse") if p < alpha else "matches"
 
     def score(cid_acc, ts):
-        ts = [t for t in ts if t in reference and "relu" in reference[t]]
+        ts = [t for t in ts if t in reference and ref in reference[t]]
         if not ts:
             return None
-        est = estimate_score(cid_acc, base, chance, {t: fresh for t in ts})
+        est = estimate_score(cid_acc, base, chance, {t: fresh for t in ts}, reference=ref)
         return None if est.score is None else {"score": est.score, "ci": est.ci, "tasks": ts}
 
     for row in rows:
@@ -236,11 +257,18 @@ def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optiona
         acc = {t: base[t][b] for t in tasks if b in base.get(t, {})}
         references[b] = {"fresh": score(acc, [t for t in search_tasks if t in tasks and t in acc]),
                          "held_out": score(acc, [t for t in held_out if t in acc])}
+    note = None
+    if not held_out:  # said in the summary, and by `validate`, `search` and the report
+        why = ("the validation tasks are all search tasks" if given else
+               f"every {'layer task' if kind == 'layer' else 'held-out candidate task'} was searched")
+        note = (f"no held-out task ({why}): validated on fresh seeds of the search tasks only; the verdicts "
+                f"are against the best baseline on the searched tasks")
     summary = {"seeds": fresh, "tasks": tasks, "search_tasks": [t for t in tasks if t in search_tasks],
-               "held_out": held_out, "baselines": names, "best_baseline": best, "alpha": alpha,
+               "held_out": held_out, "note": note, "kind": kind, "reference_baseline": ref,
+               "baselines": names, "best_baseline": best, "alpha": alpha,
                "correction": "holm", "n_tests": len(tests), "top": len(chosen), "candidates": rows,
                "reference": reference, "reference_scores": references,
-               "trainings": sum(len(ids) for _, ids in jobs) * seeds, "elapsed_s": time.time() - t0}
+               "trainings": sum(len(ids) * len(missing) for _, missing, ids in jobs), "elapsed_s": time.time() - t0}
     store.record_validation({"top": len(chosen), "ids": [r["id"] for r in chosen], "seeds": fresh, "tasks": tasks, "baselines": names, "alpha": alpha},
                             summary)
     return summary

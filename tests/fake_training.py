@@ -1,9 +1,12 @@
 """Fakes for driver tests: a small space whose best candidate is known (RatioSpace, registered as
 "ratio-test" by the `ratio_space` fixture of conftest.py), and an executor for staged-evaluation tests:
 reports in evaluate_many's format for any plan {task: seeds}, with known true qualities and paired seed
-noise, and a ledger of every (candidate, task, seed) it "trains"."""
+noise, and a ledger of every (candidate, task, seed) it "trains".  On layer tasks it reports the layer
+baselines (as a worker does: the task's reference and the executor config's baselines, refusing a
+baseline of the other kind); `hashed_quality` gives any formula (an evonorm layer) a fixed quality."""
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from collections import Counter
@@ -11,6 +14,28 @@ from collections import Counter
 from actsearch.search_spaces.base import SearchSpace
 
 BASELINE_QUALITY = {"relu": 0.0, "gelu": 0.01, "silu": 0.02}
+LAYER_BASELINE_QUALITY = {"bn-relu": 0.0, "gn-relu": -0.01, "bn-silu": 0.005, "evonorm-b0": 0.01, "evonorm-s0": 0.02}
+
+
+def hashed_quality(formula: str, task: str = "") -> float:
+    """A fixed true quality in [-0.05, 0.05] for any formula (and task: conflicting tasks)."""
+    h = hashlib.sha256(f"{formula}|{task}".encode()).digest()
+    return (int.from_bytes(h[:4], "big") / 2 ** 32 - 0.5) * 0.1
+
+
+def baseline_qualities(task: str, names=None) -> dict:
+    """name -> true quality of the baselines a worker trains on `task`: its reference and `names` (None:
+    the task's own baselines); a ValueError for a baseline of the other kind, as evaluate_many raises."""
+    from actsearch.tasks import get_task
+
+    t = get_task(task)
+    table = LAYER_BASELINE_QUALITY if t.kind == "layer" else BASELINE_QUALITY
+    out = {}
+    for b in dict.fromkeys([t.reference, *(t.baselines if names is None else names)]):
+        if b not in table:
+            raise ValueError(f"fake worker: {b!r} is not a baseline of the {t.kind} task {task}")
+        out[b] = table[b]
+    return out
 
 
 def ratio_quality(formula: str) -> float:
@@ -27,11 +52,13 @@ def accuracy(quality: float, key: str, task: str, seed: int, noise: float) -> fl
     return 0.6 + quality + shared + own
 
 
-def report(key: str, quality: float, plan: dict, noise: float = 0.01) -> dict:
+def report(key: str, quality: float, plan: dict, noise: float = 0.01, baselines=None) -> dict:
+    """`baselines`: the names the executor's config trains (None: each task's own; the reference always)."""
     tasks = {}
     for task, seeds in plan.items():
         cand = [accuracy(quality, key, task, s, noise) for s in seeds]
-        base = {b: {"per_seed": [accuracy(q, b, task, s, noise) for s in seeds]} for b, q in BASELINE_QUALITY.items()}
+        base = {b: {"per_seed": [accuracy(q, b, task, s, noise) for s in seeds]}
+                for b, q in baseline_qualities(task, baselines).items()}
         for b in base.values():
             b["mean"] = sum(b["per_seed"]) / len(seeds)
         tasks[task] = {"seeds": list(seeds), "candidate": {"per_seed": cand, "mean": sum(cand) / len(cand)},
@@ -42,14 +69,20 @@ def report(key: str, quality: float, plan: dict, noise: float = 0.01) -> dict:
 
 class PlanExecutor:
     """capacity batches in flight, answered in submission order; crash_after: raise KeyboardInterrupt
-    (the driver dies) when that many batches have been answered."""
+    (the driver dies) when that many batches have been answered.  `task_quality(formula, task)`: a true
+    quality per task instead of `quality(formula)`.  `config`: the search's config (as make_executor gets
+    it), whose `baselines` are trained besides each task's reference; None: each task's own baselines.
+    `baselines_trained`: every (task, baseline name) reported."""
 
-    def __init__(self, quality=ratio_quality, capacity: int = 2, crash_after=None, ledger=None, noise: float = 0.01):
+    def __init__(self, quality=ratio_quality, capacity: int = 2, crash_after=None, ledger=None, noise: float = 0.01,
+                 task_quality=None, config=None):
         self.quality, self.capacity, self.crash_after, self.noise = quality, capacity, crash_after, noise
+        self.task_quality, self.config = task_quality, config
         self.queue: list = []
         self.answered = 0
         self.ledger = ledger if ledger is not None else Counter()  # (cid, task, seed) -> times trained
         self.plans: list = []
+        self.baselines_trained: set = set()
 
     def submit(self, items, plan=None, timeout_s=None):
         assert plan, "staged evaluation always sends a plan"
@@ -61,12 +94,17 @@ class PlanExecutor:
             raise KeyboardInterrupt("simulated driver death")
         items, plan = self.queue.pop(0)
         self.answered += 1
+        names = self.config.baselines if self.config is not None else None
         out = []
         for cid, formula, params in items:
+            tasks = {}
             for task, seeds in plan.items():
                 for s in seeds:
                     self.ledger[(cid, task, s)] += 1
-            out.append((cid, report(cid, self.quality(formula), plan, self.noise), "fake", 0.0))
+                q = self.task_quality(formula, task) if self.task_quality else self.quality(formula)
+                tasks.update(report(cid, q, {task: seeds}, self.noise, names)["tasks"])
+                self.baselines_trained |= {(task, b) for b in tasks[task]["baselines"]}
+            out.append((cid, {"score": None, "seeds": list(next(iter(plan.values()))), "tasks": tasks}, "fake", 0.0))
         return [out]
 
     def shutdown(self):
