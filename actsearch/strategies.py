@@ -455,7 +455,7 @@ class SurrogateStrategy(Strategy):
     * Pool.  A finite space of at most enumerate_limit genomes (space.size()) is enumerated and
       featurised once, at the first model ask (first genome of each candidate id, in enumeration
       order; about 13 s for PANGAEA's 5,103 genomes on 2 loaded cores, features are cached for the
-      process).  Otherwise the pool starts as `pool` random samples; each later ask adds
+      process, and on disk per space and code version: surrogate_features.save_space_features).  Otherwise the pool starts as `pool` random samples; each later ask adds
       `pool_refresh` fresh samples and `mutants` mutations of the `parents` best told genomes (in
       turn), and forgets the oldest entries beyond pool + mutants.  A genome whose genome or
       candidate id (identical function) was already asked is never proposed again, nor is one whose
@@ -687,8 +687,12 @@ class SurrogateStrategy(Strategy):
         return not self._not_enumerable and size is not None and size <= self.enumerate_limit
 
     def _enumerate(self) -> None:
+        from actsearch.surrogate_features import load_space_features, save_space_features
+
         self._finite, self._unknown, seen = [], [], set()
-        for genome in self.space.enumerate():
+        genomes = list(self.space.enumerate())
+        loaded = load_space_features(self.space, genomes)  # the space's feature file, if any
+        for genome in genomes:
             key = genome_key(genome)
             cid, f = self._features(key, genome)
             if f is None:
@@ -698,6 +702,8 @@ class SurrogateStrategy(Strategy):
                 self._finite.append((key, genome))
             if cid is not None:
                 seen.add(cid)
+        if not loaded:
+            save_space_features(self.space, genomes)
 
     def _grow_pool(self) -> None:
         def add(genome: Genome) -> None:

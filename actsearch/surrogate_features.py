@@ -186,3 +186,97 @@ def standardise(matrix: np.ndarray) -> np.ndarray:
 
 __all__ = ["PROBE_POINTS", "FEATURE_NAMES", "FEATURE_DIM", "candidate_features", "genome_features", "standardise",
            "clear_caches"]
+
+
+# --------------------------------------------------------------------------- on disk, per finite space
+
+def _code_signature() -> str:
+    """A hash of the sources a candidate's id and features depend on (formula core, identity, primitives,
+    this module): a cache written by other code is never read."""
+    import hashlib
+    import inspect
+
+    from actsearch import formula, identity, numeric
+    from actsearch.primitives import functions, registry
+
+    h = hashlib.blake2b(digest_size=8)
+    for mod in (formula, identity, numeric, functions, registry, __import__(__name__, fromlist=["_"])):
+        h.update(inspect.getsource(mod).encode())
+    return h.hexdigest()
+
+
+def space_cache_path(space: Any, keys: list) -> Optional[Any]:
+    """<cache dir>/surrogate/<space>-<hash>.npz for a finite space whose genomes' (formula, params) keys
+    are `keys` (the hash covers them and the code signature), None when no cache directory is usable."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from actsearch.kernels.cache import default_cache_dir
+
+    h = hashlib.blake2b(digest_size=10)
+    h.update(_code_signature().encode())
+    h.update(json.dumps(keys, default=str).encode())
+    try:
+        return Path(default_cache_dir()) / "surrogate" / f"{getattr(space, 'name', 'space') or 'space'}-{h.hexdigest()}.npz"
+    except Exception:  # noqa: BLE001 -- no home directory and the like: no persistent cache
+        return None
+
+
+def formula_key(space: Any, genome: Any) -> Optional[tuple]:
+    try:
+        params = space.params(genome) if hasattr(space, "params") else {}
+        return (space.formula(genome), tuple(sorted((params or {}).items())))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def load_space_features(space: Any, genomes: list) -> int:
+    """Fill the in-process caches from the space's feature file, if there is one (see
+    `save_space_features`); returns how many genomes it covered (0 without a file)."""
+    import json
+
+    keys = [formula_key(space, g) for g in genomes]
+    path = space_cache_path(space, keys)
+    if path is None or not path.is_file():
+        return 0
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored_keys, cids, feats = json.loads(str(data["keys"])), data["cids"], data["features"]
+    except Exception:  # noqa: BLE001 -- a damaged cache file is ignored (and rewritten)
+        return 0
+    for key, cid, f in zip(stored_keys, cids, feats):
+        key = (key[0], tuple((k, v) for k, v in key[1]))
+        cid = str(cid) or None
+        _remember(_ID_BY_FORMULA, key, cid)
+        if cid is not None and cid not in _FEATURES_BY_ID:
+            _remember(_FEATURES_BY_ID, cid, None if np.isnan(f).all() else f)
+    return len(stored_keys)
+
+
+def save_space_features(space: Any, genomes: list) -> Optional[str]:
+    """Write the (formula, params) -> (candidate id, features) of every genome of a finite space, whose
+    features are in the in-process caches, to its feature file (atomically); the next process that
+    enumerates the same space with the same code reads it instead of parsing and featurising each genome
+    again (about 12 s for PANGAEA's 5,103 genomes on 2 loaded cores)."""
+    import json
+    import os
+    import tempfile
+
+    keys = [formula_key(space, g) for g in genomes]
+    path = space_cache_path(space, keys)
+    if path is None or any(k is None or k not in _ID_BY_FORMULA for k in keys):
+        return None
+    cids = [_ID_BY_FORMULA[k] for k in keys]
+    feats = np.stack([_FEATURES_BY_ID.get(c) if c is not None and _FEATURES_BY_ID.get(c) is not None
+                      else np.full(FEATURE_DIM, np.nan) for c in cids])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, keys=np.array(json.dumps(keys)), cids=np.array([c or "" for c in cids]),
+                                features=feats)
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache directory: no persistent cache, nothing else changes
+        return None
+    return str(path)

@@ -240,3 +240,31 @@ def test_layers_have_features():
     rng = random.Random(0)
     feats = [sf.genome_features(space, space.sample(rng))[1] for _ in range(40)]
     assert sum(f is not None for f in feats) >= 30
+
+
+def test_features_of_a_finite_space_persist_on_disk(tmp_path, monkeypatch):
+    """The first enumeration writes the space's feature file; a fresh process (caches cleared) reads the
+    same ids and features from it; a damaged file is ignored; other spaces get other files."""
+    monkeypatch.setenv("ACTSEARCH_CACHE_DIR", str(tmp_path))
+    space = small_space(unary=UNARY[:8])
+    genomes = list(space.enumerate())
+    monkeypatch.setattr(sf, "_ID_BY_FORMULA", {})  # as in a fresh process
+    monkeypatch.setattr(sf, "_FEATURES_BY_ID", {})
+    strategy = make_strategy("surrogate", space, seed=0)
+    strategy._enumerate()
+    want = {genome_key(g): sf.genome_features(space, g) for g in genomes}
+    files = list((tmp_path / "surrogate").glob("pangaea-*.npz"))
+    assert len(files) == 1
+    monkeypatch.setattr(sf, "_ID_BY_FORMULA", {})
+    monkeypatch.setattr(sf, "_FEATURES_BY_ID", {})
+    assert sf.load_space_features(space, genomes) == len(genomes)
+    for g in genomes:
+        cid, f = sf.genome_features(space, g)
+        assert cid == want[genome_key(g)][0]
+        assert (f is None) == (want[genome_key(g)][1] is None)
+        if f is not None:
+            np.testing.assert_array_equal(f, want[genome_key(g)][1])
+    other = small_space(unary=UNARY[:6])
+    assert sf.space_cache_path(other, [sf.formula_key(other, g) for g in other.enumerate()]) != files[0]
+    files[0].write_bytes(b"not an npz")
+    assert sf.load_space_features(space, genomes) == 0
