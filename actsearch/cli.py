@@ -376,6 +376,16 @@ def tasks_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON l
     out.print(table)
 
 
+def _check_training_options(seeds: int, steps: Optional[int], threads: int) -> None:
+    """The numbers of `eval` and `baselines`: CLIError names the first bad one."""
+    if seeds < 1:
+        raise CLIError(f"--seeds must be >= 1, got {seeds}")
+    if steps is not None and steps < 1:
+        raise CLIError(f"--steps must be >= 1, got {steps}")
+    if threads < 1:
+        raise CLIError(f"--threads must be >= 1, got {threads}")
+
+
 def _split(text: Optional[str]) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
@@ -402,12 +412,7 @@ def eval_cmd(
             raise CLIError("--task is empty; name a task (see `actsearch tasks`)")
         if tasks is not None and not _split(tasks):
             raise CLIError("--tasks is empty; name at least one task (see `actsearch tasks`) or 'all'")
-        if seeds < 1:
-            raise CLIError(f"--seeds must be >= 1, got {seeds}")
-        if steps is not None and steps < 1:
-            raise CLIError(f"--steps must be >= 1, got {steps}")
-        if threads < 1:
-            raise CLIError(f"--threads must be >= 1, got {threads}")
+        _check_training_options(seeds, steps, threads)
     except CLIError as exc:
         raise _fail(str(exc))
     import torch
@@ -498,12 +503,7 @@ def baselines_cmd(
             raise CLIError("--tasks is empty; name at least one task (see `actsearch tasks`), 'all' or 'layers'")
         if baselines is not None and not _split(baselines):
             raise CLIError("--baselines is empty; name at least one baseline")
-        if seeds < 1:
-            raise CLIError(f"--seeds must be >= 1, got {seeds}")
-        if steps is not None and steps < 1:
-            raise CLIError(f"--steps must be >= 1, got {steps}")
-        if threads < 1:
-            raise CLIError(f"--threads must be >= 1, got {threads}")
+        _check_training_options(seeds, steps, threads)
     except CLIError as exc:
         raise _fail(str(exc))
     import torch
