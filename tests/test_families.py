@@ -60,3 +60,23 @@ def test_pau_candidate_starts_at_the_fit():
     assert np.all(evaluate(d.expr, np.linspace(-50, 50, 1001), d.params) >= 1)
     with pytest.raises(ValueError, match="unknown target"):
         fit_rational("no_such_activation")
+
+
+def test_bench_families_runs_every_family(tmp_path):
+    """benchmarks/bench_families.py in small: every family trains with its learnable parameters next to
+    the baselines, with paired comparisons per baseline."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_families.py"
+    spec = importlib.util.spec_from_file_location("bench_families", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "fam.json"
+    result = mod.main(["--tasks", "mnist1d-mlp", "--seeds", "2", "--steps", "5", "--out", str(out)])
+    assert set(result["candidates"]) == {"pau_5_4_leaky_relu", "apa", "xgelu", "polyrelu", "squared_relu"}
+    for d in result["candidates"].values():
+        rep = d["report"]["tasks"]["mnist1d-mlp"]
+        assert len(rep["candidate"]["per_seed"]) == 2 and set(rep["vs"]) == {"relu", "gelu", "silu"}
+    assert len(result["candidates"]["pau_5_4_leaky_relu"]["params"]) == 10
+    assert out.stat().st_size > 0
