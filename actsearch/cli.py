@@ -54,7 +54,8 @@ def load_candidate(formula: str, param: Optional[List[str]]):
 
 
 def load_stored_candidate(ref: str):
-    """RUN_DIR:ID -> (candidate, provenance with the run and its scores) from the run's store."""
+    """RUN_DIR:ID -> (candidate, provenance with the run and its scores, {"report": its stored evaluation
+    report or None, "tasks": the run's search tasks}) from the run's store."""
     from actsearch.formula import FormulaError, parse_formula
     from actsearch.store import ResultStore, StoreError
 
@@ -93,7 +94,8 @@ def load_stored_candidate(ref: str):
             parts.append(f"validation on fresh seeds: {v['verdict']}; search-task score {_score_ci(v['fresh'])}, "
                          f"held-out score {_score_ci(v['held_out'])} ({', '.join(validation['held_out'])})")
         prov["scores"] = "; ".join(parts)
-    return cand, prov
+    return cand, prov, {"report": result["report"] if result is not None else None,
+                        "tasks": list(cfg.get("tasks") or [])}
 
 
 def _finite_ci(ci):
@@ -311,6 +313,12 @@ def export(
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
     name: str = typer.Option("Activation", "--name", help="Class name of the exported nn.Module."),
     as_json: bool = typer.Option(False, "--json", help="Print {format, name, id, path|source} as JSON."),
+    params_from: Optional[str] = typer.Option(
+        None, "--params", help="trained | initial: the parameter values of a RUN_DIR:ID export (default: "
+                               "trained where the run recorded them, else initial); a formula has only initial."),
+    task: Optional[str] = typer.Option(None, "--task", help="With --params trained: the task whose trained values "
+                                                            "(median over its seeds and layers) are exported; "
+                                                            "default the run's first search task."),
 ):
     """Standalone code for FORMULA: torch (imports only torch), triton, sympy or latex."""
     from actsearch.export import FORMATS, export_candidate
@@ -319,9 +327,13 @@ def export(
     try:
         if fmt not in FORMATS:
             raise CLIError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        provenance = None
+        if params_from not in (None, "trained", "initial"):
+            raise CLIError(f"unknown --params {params_from!r}; choose trained or initial")
+        if task is not None and params_from == "initial":
+            raise CLIError("--task picks the task of the trained values; it does not go with --params initial")
+        provenance, stored = None, None
         if ":" in formula and os.path.exists(os.path.join(formula.rsplit(":", 1)[0], "results.db")):
-            cand, provenance = load_stored_candidate(formula)
+            cand, provenance, stored = load_stored_candidate(formula)
         elif ":" in formula:  # no formula has a ':', so RUN_DIR:ID of a run that is not there
             try:
                 cand = load_candidate(formula, param)
@@ -331,11 +343,12 @@ def export(
                                f"RUN_DIR:ID names a candidate of a search run") from None
         else:
             cand = load_candidate(formula, param)
+        values, described = _export_params(cand, stored, params_from, task)
         screening = screen_candidate(cand)
         if not screening.passed and fmt in ("torch", "triton"):
             raise CLIError("candidate fails screening, refusing to export kernels: " + "; ".join(screening.reasons))
         try:
-            text = export_candidate(cand, fmt, name, provenance=provenance)
+            text = export_candidate(cand, fmt, name, provenance=provenance, values=values, params_from=described)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
         if output:
@@ -348,11 +361,44 @@ def export(
         raise _fail(str(exc))
     if as_json:
         _json({"format": fmt, "name": name, "id": cand.id, "canonical": cand.formula,
+               "params": {"from": "trained" if values else "initial",
+                          "values": values or dict(cand.params), "note": described},
                **({"path": output} if output else {"source": text})})
     elif output:
         err.print(f"wrote {fmt} export of {cand.formula} to {output}", highlight=False)
     else:
         sys.stdout.write(text)
+
+
+def _export_params(cand, stored, params_from, task):
+    """(values to export or None for the initial ones, the docstring's note on them or None) for `export`:
+    see its --params and --task."""
+    from actsearch.export import trained_param_values
+
+    if stored is None:  # a formula, not a run's candidate: only initial values exist
+        if params_from == "trained" or task is not None:
+            raise CLIError("--params trained / --task need RUN_DIR:ID of a search run's candidate (a formula "
+                           "has only its initial values)")
+        return None, None
+    if not cand.params:
+        if task is not None:
+            raise CLIError(f"{cand.formula} has no learnable parameters: --task has nothing to pick")
+        return None, None
+    if params_from == "initial":
+        return None, "as asked with --params initial, not the values the networks learned"
+    report = stored["report"]
+    default = stored["tasks"][0] if stored["tasks"] else None
+    try:
+        if report is None:
+            raise ValueError("the candidate has no recorded evaluation")
+        values, what = trained_param_values(report, task, default)
+    except ValueError as exc:
+        if params_from == "trained" or task is not None:
+            raise CLIError(f"no trained parameter values to export: {exc}") from None
+        # the default falls back to the initial values, and the docstring says so
+        return None, ("no trained values recorded for this candidate (a run from before they were kept, "
+                      "or no seed finished training)")
+    return values, what
 
 
 @app.command("tasks")

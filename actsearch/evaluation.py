@@ -27,6 +27,12 @@ and EvoNorm-S0 (`task.baselines`; names in actsearch.pop_layers.BUILTIN_LAYERS).
 must all be of the candidate's kind: a scalar activation on a layer task, or a layer on an activation
 task, is a ValueError before any training.
 
+Trained parameters: a candidate with learnable parameters gets, per task, `params` = {seed (a string,
+as JSON keeps it): {name: [trained value per layer]}} for its seeds that finished training (a rejected
+seed has none); on layer tasks, where parameters are per channel, each layer's entry is a summary over
+channels {mean, std, min, q25, median, q75, max}.  Baselines have none.  `actsearch export RUN_DIR:ID
+--params trained` exports their median (actsearch.export.trained_param_values).
+
 Baselines are trained once per (task, seed, steps, task version, library versions, threads) and cached
 as JSON under <cache>/baselines (the kernel cache's directory, ACTSEARCH_CACHE_DIR).
 """
@@ -313,6 +319,9 @@ def evaluate_many(candidates: Sequence[Candidate], tasks: Union[None, str, Seque
                 "baselines_cached": len(needed) * len(seed_list) - n_base_trained,
                 "population": n_members,
             }
+            if candidate.params:  # the trained parameters: {seed: {name: [value per layer]}}, trained seeds only
+                out["tasks"][task.name]["params"] = {str(s): cand_results[s].params for s in seed_list
+                                                     if cand_results[s].params}
     for out in outs:
         out["score"] = statistics.fmean(t["score"] for t in out["tasks"].values())
     return outs

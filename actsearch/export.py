@@ -8,11 +8,16 @@ ops; torch format only) exports as a layer module equivalent to actsearch.layers
 (`layer_source`): per-channel parameters, the affine, groups, eps, running batch statistics, the same
 state_dict names, generated from LayerModule's own split of the formula (`plan_layer`).  Provenance
 (formula, canonical id, versions, scores once a result store exists) goes into the module docstring.
+
+Parameter values: a formula exports with its initial values; a candidate of a search run (`RUN_DIR:ID`)
+with the values its networks learned (`trained_param_values`: the median over the seeds and layers of one
+task's evaluation report) or, asked for, the initial ones; the docstring says which.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import re
+import statistics
 from typing import Mapping, Optional
 
 from actsearch import __version__
@@ -68,10 +73,16 @@ _PARAMS_LOOP = """        params = []
 """
 
 
-def _param_parts(candidate: Candidate) -> dict:
+def _values(candidate: Candidate, values: Optional[Mapping[str, float]]) -> dict:
+    """The parameters' exported values: `values` where given, else the candidate's initial ones."""
+    return {n: float(values[n]) if values and n in values else v for n, v in candidate.params.items()}
+
+
+def _param_parts(candidate: Candidate, values: Optional[Mapping[str, float]] = None) -> dict:
     names = list(candidate.params)
+    vals = _values(candidate, values)
     return {
-        "init_args": "".join(f", {n}={candidate.params[n]!r}" for n in names),
+        "init_args": "".join(f", {n}={vals[n]!r}" for n in names),
         "init_body": "".join(f"        self.{n} = torch.nn.Parameter(torch.full((channels,) if channels else (), "
                              f"float({n})))\n" for n in names) or "        pass\n",
         "params_loop": _PARAMS_LOOP.format(param_attrs="".join(f"self.{n}, " for n in names)),
@@ -84,14 +95,60 @@ def _camel(name: str) -> str:
     return out if out and out[0].isalpha() else "Act" + out
 
 
+def trained_param_values(report: Mapping, task: Optional[str] = None,
+                         default_task: Optional[str] = None) -> tuple[dict, str]:
+    """The trained parameter values to export from a candidate's evaluation report (as `evaluate` gives
+    it, or a run's results.report): for each parameter the median over the seeds and layers of `task`
+    (default: `default_task`, the run's first search task, when the report trained it, else the report's
+    first task with trained parameters); a per-channel layer entry counts with its median over channels.
+    Returns ({name: value}, what the median is over, for the docstring).  A ValueError when the report
+    holds no trained parameters (for that task)."""
+    tasks = report.get("tasks", {})
+    trained = {name: t["params"] for name, t in tasks.items() if t.get("params")}
+    if task is None:
+        task = default_task if default_task in trained else next(iter(trained), None)
+        if task is None:
+            raise ValueError("the report holds no trained parameters (a candidate without learnable parameters, "
+                             "every seed rejected, or a run recorded before trained parameters were kept); "
+                             "export the initial values with --params initial")
+    elif task not in trained:
+        have = ", ".join(trained) or "none"
+        why = "was not evaluated on it" if task not in tasks else "has no trained parameters for it"
+        raise ValueError(f"the candidate {why}: task {task!r} (tasks with trained parameters: {have})")
+    per_seed = trained[task]
+    pooled: dict[str, list[float]] = {}
+    layers = set()
+    for seed_params in per_seed.values():
+        for pname, per_layer in seed_params.items():
+            layers.add(len(per_layer))
+            pooled.setdefault(pname, []).extend(
+                float(v["median"]) if isinstance(v, Mapping) else float(v) for v in per_layer)
+    values = {n: statistics.median(v) for n, v in pooled.items()}
+    seeds = sorted(per_seed, key=lambda k: int(k) if str(k).isdigit() else str(k))
+    n_layers = "/".join(str(n) for n in sorted(layers))
+    what = (f"median over task {task}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; "
+            f"{n_layers} layer{'s' if n_layers != '1' else ''} each")
+    return values, what
+
+
 def _docstring(candidate: Candidate, name: str, fmt: str, provenance: Optional[Mapping[str, str]],
-               layer: bool = False) -> str:
+               layer: bool = False, values: Optional[Mapping[str, float]] = None,
+               params_from: Optional[str] = None) -> str:
     what = "a normalization-activation layer" if layer else "an activation function"
     lines = [f"{name}: {what} exported by actsearch {__version__} ({fmt} format).", "",
              f"    f(x) = {candidate.formula}",
              f"    canonical id: {candidate.id}"]
     if candidate.params:
-        lines.append("    initial parameters: " + ", ".join(f"{k}={v!r}" for k, v in candidate.params.items()))
+        initial = ", ".join(f"{k}={v!r}" for k, v in candidate.params.items())
+        if params_from is None:
+            lines.append("    initial parameters: " + initial)
+        elif values:  # trained
+            lines.append("    exported parameters: TRAINED values "
+                         + ", ".join(f"{k}={v!r}" for k, v in _values(candidate, values).items())
+                         + f" ({params_from})")
+            lines.append("    initial parameters: " + initial)
+        else:
+            lines.append(f"    exported parameters: the INITIAL values {initial} ({params_from})")
     if candidate.source and candidate.source != candidate.formula:
         lines.append(f"    as written: {candidate.source}")
     for k, v in (provenance or {}).items():
@@ -109,8 +166,12 @@ def _docstring(candidate: Candidate, name: str, fmt: str, provenance: Optional[M
 
 
 def export_candidate(candidate: Candidate, fmt: str = "torch", name: Optional[str] = None,
-                     provenance: Optional[Mapping[str, str]] = None) -> str:
-    """Source text of the export.  `fmt` is one of FORMATS."""
+                     provenance: Optional[Mapping[str, str]] = None, values: Optional[Mapping[str, float]] = None,
+                     params_from: Optional[str] = None) -> str:
+    """Source text of the export.  `fmt` is one of FORMATS.  `values`: parameter values for the module's
+    defaults instead of the initial ones (trained values, `trained_param_values`); `params_from`: what the
+    exported values are, for the docstring (with `values`, what their median is over; without, why the
+    initial values)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "sympy":
@@ -128,7 +189,8 @@ def export_candidate(candidate: Candidate, fmt: str = "torch", name: Optional[st
         from actsearch.kernels.codegen import generate_source
 
         if candidate.is_tensor_op:  # moment ops: a layer module, LayerModule's equivalent
-            return _docstring(candidate, name, fmt, provenance, layer=True) + layer_source(candidate, name)
+            return (_docstring(candidate, name, fmt, provenance, layer=True, values=values, params_from=params_from)
+                    + layer_source(candidate, name, values))
         body = generate_source(candidate).module
     else:
         from actsearch.kernels.triton_gen import generate_triton_source
@@ -138,8 +200,8 @@ def export_candidate(candidate: Candidate, fmt: str = "torch", name: Optional[st
     cls = _CLASS_TEMPLATE.format(
         fn_class=f"{_camel(name)}Function", module_class=_camel(name), param_args="".join(f", {n}" for n in names),
         title=f"f(x) = {candidate.formula}", param_list=", ".join(names) or "none", formula=candidate.formula,
-        **_param_parts(candidate))
-    return _docstring(candidate, name, fmt, provenance) + body + cls
+        **_param_parts(candidate, values))
+    return _docstring(candidate, name, fmt, provenance, values=values, params_from=params_from) + body + cls
 
 
 
@@ -282,7 +344,7 @@ def _layer_forward(plan) -> list[str]:
     return lines
 
 
-def layer_source(candidate: Candidate, name: str = "Layer") -> str:
+def layer_source(candidate: Candidate, name: str = "Layer", values: Optional[Mapping[str, float]] = None) -> str:
     """Standalone torch source (after the docstring) of a moment candidate as a layer module equivalent
     to actsearch.layers.LayerModule: plan_layer's split, its elementwise pieces printed by codegen, the
     moment reductions embedded from actsearch.layers (one definition), the module from the templates
@@ -320,12 +382,13 @@ def layer_source(candidate: Candidate, name: str = "Layer") -> str:
         group_check = (f"{indent}if int(groups) < 1 or channels % int(groups):\n"
                        f"{indent}    raise ValueError(f\"channels ({{channels}}) is not divisible by groups "
                        f"({{groups}})\")\n")
-    params_doc = ("Formula parameters (per channel, initial values as keyword arguments): "
-                  + ", ".join(f"{n}={v!r}" for n, v in candidate.params.items()) + "."
+    vals = _values(candidate, values)
+    params_doc = (f"Formula parameters (per channel, {'trained' if values else 'initial'} values as keyword "
+                  "arguments): " + ", ".join(f"{n}={v!r}" for n, v in vals.items()) + "."
                   if candidate.params else "The formula has no parameters.")
     cls = _LAYER_CLASS.format(
         cls=_camel(name), title=f"y = weight*f(x) + bias,  f(x) = {candidate.formula}", params_doc=params_doc,
-        eps=MOMENT_EPS, init_args="".join(f", {n}={v!r}" for n, v in candidate.params.items()),
+        eps=MOMENT_EPS, init_args="".join(f", {n}={v!r}" for n, v in vals.items()),
         group_check=group_check, init_params=init_params, init_buffers=init_buffers,
         forward_body="".join(f"{indent}{line}\n" for line in _layer_forward(plan)),
         update_running=_UPDATE_RUNNING if buffers else "", formula=candidate.formula)

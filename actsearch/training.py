@@ -51,9 +51,50 @@ class MemberResult:
     rejected: Optional[str] = None
     saved_s: float = 0.0
     curve: list = field(default_factory=list)  # (step, mean training loss of the last interval)
+    # trained values of the member's learnable activation parameters, {name: [one entry per layer]}: a
+    # float for a scalar parameter (activation tasks), a summary {mean, std, min, q25, median, q75, max}
+    # over channels for a per-channel one (layer tasks); empty for built-ins and rejected members
+    params: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+PARAM_QUANTILES = (("min", 0.0), ("q25", 0.25), ("median", 0.5), ("q75", 0.75), ("max", 1.0))
+
+
+def _channel_summary(v: torch.Tensor) -> dict:
+    """Summary of one member's per-channel values of a parameter in one layer."""
+    v = v.detach().double()
+    q = torch.quantile(v, torch.tensor([f for _, f in PARAM_QUANTILES], dtype=torch.float64))
+    return {"mean": float(v.mean()), "std": float(v.std()) if v.numel() > 1 else 0.0,
+            **{k: float(x) for (k, _), x in zip(PARAM_QUANTILES, q)}}
+
+
+def trained_params(model) -> list[dict]:
+    """For each member at its current position in `model`: {parameter name: [value per layer]} of its
+    activation's (or layer's) learnable formula parameters, layers in the model's module order.  A
+    PopActivation holds one scalar per member and parameter; a layer slot's candidate (LayerModule) one
+    value per channel, summarized (`_channel_summary`)."""
+    from actsearch.pop_layers import PopNormAct
+
+    out: list[dict] = [{} for _ in model.members]
+    for module in model.modules():
+        if isinstance(module, PopActivation):
+            for (act, a, b), ps in zip(module.runs, module.run_params):
+                for (name, _), p in zip(act.params, ps):
+                    vals = p.detach().double().tolist()
+                    for i in range(b - a):
+                        out[a + i].setdefault(name, []).append(float(vals[i]))
+        elif isinstance(module, PopNormAct):
+            for (layer, a, b), unit in zip(module.runs, module.units):
+                if layer.candidate is None:
+                    continue
+                for name in layer.candidate.params:
+                    p = unit._parameters[name].detach().view(b - a, -1)
+                    for i in range(b - a):
+                        out[a + i].setdefault(name, []).append(_channel_summary(p[i]))
+    return out
 
 
 def _data_order(seed: int, n: int, total: int) -> torch.Tensor:
@@ -216,13 +257,14 @@ def train_population(task: Task, members: Sequence[Member], steps: Optional[int]
     per_member_step = wall / max(1, member_steps)
     if alive:
         acc, tloss = _accuracy_and_loss(task, model, data.x_test, data.y_test)
+        learned = trained_params(model)
         tail = max(1, steps // 10)
         for pos, i in enumerate(alive):
             hist = loss_hist[:, i]
             curve = [(s + curve_every, float(hist[s:s + curve_every].mean())) for s in range(0, steps, curve_every)]
             results[i] = MemberResult(pop[i].activation.key, pop[i].seed, float(acc[pos]), float(tloss[pos]),
                                       float(hist[steps - tail:].mean()), steps, per_member_step * steps,
-                                      curve=curve)
+                                      curve=curve, params=learned[pos])
     for i, r in results.items():
         if r.rejected:
             r.wall_s = per_member_step * r.steps
