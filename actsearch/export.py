@@ -262,29 +262,12 @@ class {cls}(torch.nn.Module):
 {forward_body}        if self.affine:
             _y = self.weight.to(x.dtype).view(_shape) * _y + self.bias.to(x.dtype).view(_shape)
         return _y
-{update_running}
+
     def extra_repr(self):
         return ({formula!r} + f", channels={{self.channels}}, groups={{self.groups}}, eps={{self.eps:g}}, "
                 f"momentum={{self.momentum:g}}, affine={{self.affine}}")
 '''
 
-_UPDATE_RUNNING = '''
-    def _update_running(self, u, mean, var, mean_name, var_name):
-        """BatchNorm's update, in place and without gradient: r = r*(1 - momentum) + batch value*momentum,
-        the running variance averaging the unbiased batch variance (n/(n - 1), n values per channel)."""
-        n = u.numel() / u.shape[1]
-        if n <= 1:
-            raise ValueError(f"expected more than 1 value per channel when training, got input shape "
-                             f"{tuple(u.shape)} (batch moments need several)")
-        m = self.momentum
-        with torch.no_grad():
-            if mean_name:
-                r = getattr(self, mean_name)
-                r.copy_(r * (1 - m) + mean.detach().reshape(-1).to(r.dtype) * m)
-            if var_name:
-                r = getattr(self, var_name)
-                r.copy_(r * (1 - m) + var.detach().reshape(-1).to(r.dtype) * m * (n / (n - 1)))
-'''
 
 # attributes of the exported layer (and names its code uses) that a formula parameter must not take
 _LAYER_NAMES = {"x", "self", "torch", "math", "channels", "groups", "group_size", "eps", "momentum", "affine",
@@ -331,7 +314,7 @@ def _layer_forward(plan) -> list[str]:
                 mean, var = _running_names(a)
                 lines += ["if _batch:", *([f"    {call}"] if call and only_batch else []), f"    {reduce_}",
                           "    if self.track_running_stats:",
-                          f"        self._update_running({u}, _mean, _var, {mean!r}, {var!r})",
+                          f"        _running_update(self, {u}, _mean, _var, {mean!r}, {var!r})",
                           "else:",
                           "    _mean, _var = " + ", ".join(f"self.{r}.view(_shape)" if r else "None"
                                                           for r in (mean, var))]
@@ -367,7 +350,8 @@ def layer_source(candidate: Candidate, name: str = "Layer", values: Optional[Map
     if re.search(rf"(?<![\w.])({'|'.join(fast_math.CALLABLE)})\(", code):
         head += "\n" + fast_math.embedded_source() + "\n"
     helpers = _LAYER_HELPERS + "\n\n".join(inspect.getsource(f) for f in
-                                          (layers._reduce, layers._mean_var, layers._MeanVar))
+                                          (layers._reduce, layers._mean_var, layers._MeanVar,
+                                           layers._running_update))
     indent = " " * 8
     init_params = "".join(f"{indent}self.{n} = torch.nn.Parameter(torch.full((channels,), float({n})))\n"
                           for n in plan.params)
@@ -391,5 +375,5 @@ def layer_source(candidate: Candidate, name: str = "Layer", values: Optional[Map
         eps=MOMENT_EPS, init_args="".join(f", {n}={v!r}" for n, v in vals.items()),
         group_check=group_check, init_params=init_params, init_buffers=init_buffers,
         forward_body="".join(f"{indent}{line}\n" for line in _layer_forward(plan)),
-        update_running=_UPDATE_RUNNING if buffers else "", formula=candidate.formula)
+        formula=candidate.formula)
     return head + "\n\n" + code + helpers + cls

@@ -206,6 +206,25 @@ def _stage(expr: sympy.Expr, params: tuple[str, ...], moments: list[str],
     return _StageCandidate(expr, {n: 1.0 for n in names}, None)
 
 
+def _running_update(module, u, mean, var, mean_name, var_name):
+    # Embedded verbatim in exported layer modules (actsearch.export): uses only torch.
+    """BatchNorm's update of module's buffers `mean_name` / `var_name`, in place and without gradient:
+    r = r*(1 - momentum) + batch value*momentum, the running variance averaging the unbiased batch
+    variance (n/(n - 1), n values per channel)."""
+    n = u.numel() / u.shape[1]
+    if n <= 1:
+        raise ValueError(f"expected more than 1 value per channel when training, got input shape "
+                         f"{tuple(u.shape)} (batch moments need several)")
+    m = module.momentum
+    with torch.no_grad():
+        if mean_name:
+            r = getattr(module, mean_name)
+            r.copy_(r * (1 - m) + mean.detach().reshape(-1).to(r.dtype) * m)
+        if var_name:
+            r = getattr(module, var_name)
+            r.copy_(r * (1 - m) + var.detach().reshape(-1).to(r.dtype) * m * (n / (n - 1)))
+
+
 class LayerModule(nn.Module):
     """A normalization-activation candidate as a layer over (N, C, *spatial) tensors (see the module
     docstring for the design and the running-statistics rules).
@@ -351,19 +370,7 @@ class LayerModule(nn.Module):
         return mean, var
 
     def _update_running(self, arg: _Argument, u: torch.Tensor, mean, var) -> None:
-        n = u.numel() / u.shape[1]
-        if n <= 1:
-            raise ValueError(f"expected more than 1 value per channel when training, got input shape "
-                             f"{tuple(u.shape)} (batch moments need several)")
-        mean_name, var_name = self._running[arg.running]
-        m = self.momentum
-        with torch.no_grad():
-            if mean_name:
-                r = getattr(self, mean_name)
-                r.copy_(r * (1 - m) + mean.detach().reshape(-1).to(r.dtype) * m)
-            if var_name:
-                r = getattr(self, var_name)
-                r.copy_(r * (1 - m) + var.detach().reshape(-1).to(r.dtype) * m * (n / (n - 1)))
+        _running_update(self, u, mean, var, *self._running[arg.running])
 
     def extra_repr(self) -> str:
         extra = f", groups={self.groups}" if "group" in self.plan.scopes else ""
