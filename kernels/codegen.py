@@ -22,7 +22,7 @@ from actsearch.primitives import GUARD_EPS, softplus
 from actsearch.kernels import fast_math
 from actsearch.kernels.printers import TorchCodePrinter
 
-def _group_moment_source() -> str:
+def _moment_source() -> str:
     """The torch helpers of moments, embedded in generated modules from their one definition."""
     import inspect
 
@@ -268,7 +268,7 @@ def _module(candidate: Candidate, groups: int, blocks: dict, printer: TorchCodeP
     lines = ["import math", "import torch", ""]
     if candidate.is_tensor_op:
         # group moments read `groups`, a layer setting (not part of the formula), passed by keyword
-        lines.append(_group_moment_source())
+        lines.append(_moment_source())
         sig += f", groups={int(groups)}"
     body, (out,) = print_cse(blocks["forward"], printer)
     lines += ["", f"def forward({sig}):", *[f"    {b}" for b in body],

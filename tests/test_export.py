@@ -13,14 +13,18 @@ from actsearch.formula import parse_formula
 
 runner = CliRunner()
 
-# Runs an exported file in a fresh interpreter in which `import actsearch` fails.
-RUNNER = textwrap.dedent('''
+# The start of a script run in a fresh interpreter in which `import actsearch` fails.
+BLOCK_ACTSEARCH = textwrap.dedent('''
     import importlib.abc, json, runpy, sys
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
             if name == "actsearch" or name.startswith("actsearch."):
                 raise ImportError("actsearch is not importable here")
     sys.meta_path.insert(0, Block())
+''')
+
+# Runs an exported file in such an interpreter.
+RUNNER = BLOCK_ACTSEARCH + textwrap.dedent('''
     import torch
     torch.manual_seed(0)
     ns = runpy.run_path(sys.argv[1])

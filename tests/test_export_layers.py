@@ -12,6 +12,7 @@ from actsearch.cli import app
 from actsearch.export import export_candidate
 from actsearch.formula import parse_formula
 from actsearch.layers import create_layer
+from test_layers import run  # output, input gradient and parameter gradients of one backward
 from timm_reference import evo_norm_module
 
 S0 = "x*sigmoid(v*x)/group_std(x)"
@@ -47,14 +48,6 @@ def pair(formula, tmp_path, **settings):
     mod = exported.Layer(C, **settings).double()
     mod.load_state_dict(ours.state_dict())
     return ours, mod
-
-
-def run(module, x, g):
-    module.zero_grad()
-    x = x.clone().requires_grad_()
-    y = module(x)
-    y.backward(g)
-    return y.detach(), x.grad, {n: p.grad.clone() for n, p in module.named_parameters()}
 
 
 def assert_same(a, b, tol=1e-10):

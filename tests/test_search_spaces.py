@@ -20,7 +20,7 @@ SPACE_FACTORIES = {
     "pangaea-registry": lambda: PangaeaSpace(preset="pangaea"),
     "tree": lambda: TreeSpace(),
     "tree-parametric": lambda: TreeSpace(vocabulary="swish", parametric=True, max_size=9, max_depth=3),
-    "evonorm": lambda: get_space("evonorm"),  # its own tests: tests/test_space_evonorm.py
+    "evonorm": lambda: get_space("evonorm"),  # also its own tests: tests/test_space_evonorm.py
 }
 
 

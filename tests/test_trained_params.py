@@ -16,18 +16,14 @@ from actsearch.export import export_candidate, trained_param_values
 from actsearch.formula import parse_formula
 from actsearch.population import Member, PopActivation, PopulationContext, make_activation
 
+from test_export import BLOCK_ACTSEARCH
+
 runner = CliRunner()
 TASK, STEPS, SEEDS = "mnist1d-mlp", 40, [0, 1]
 
-# Loads an exported file in a fresh interpreter in which `import actsearch` fails (as tests/test_export.py
-# does) and prints its module's parameters and its output on a probe vector.
-LOADER = textwrap.dedent('''
-    import importlib.abc, json, runpy, sys
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name == "actsearch" or name.startswith("actsearch."):
-                raise ImportError("actsearch is not importable here")
-    sys.meta_path.insert(0, Block())
+# Loads an exported file in a fresh interpreter in which `import actsearch` fails (tests/test_export.py's
+# preamble) and prints its module's parameters and its output on a probe vector.
+LOADER = BLOCK_ACTSEARCH + textwrap.dedent('''
     import torch
     ns = runpy.run_path(sys.argv[1])
     m = ns[sys.argv[2]]().double()
