@@ -687,11 +687,12 @@ class SurrogateStrategy(Strategy):
         return not self._not_enumerable and size is not None and size <= self.enumerate_limit
 
     def _enumerate(self) -> None:
-        from actsearch.surrogate_features import load_space_features, save_space_features
+        from actsearch.surrogate_features import load_space_features, save_space_features, space_feature_file
 
         self._finite, self._unknown, seen = [], [], set()
         genomes = list(self.space.enumerate())
-        loaded = load_space_features(self.space, genomes)  # the space's feature file, if any
+        path, keys = space_feature_file(self.space, genomes)
+        loaded = load_space_features(path)  # the space's feature file, if any
         for genome in genomes:
             key = genome_key(genome)
             cid, f = self._features(key, genome)
@@ -703,7 +704,7 @@ class SurrogateStrategy(Strategy):
             if cid is not None:
                 seen.add(cid)
         if not loaded:
-            save_space_features(self.space, genomes)
+            save_space_features(path, keys)
 
     def _grow_pool(self) -> None:
         def add(genome: Genome) -> None:

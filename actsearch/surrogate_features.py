@@ -71,10 +71,11 @@ def _robust(v: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(np.asarray(v, dtype=np.float64), nan=0.0, posinf=CLIP, neginf=-CLIP), -CLIP, CLIP)
 
 
-def _value_and_slope(expr, x: np.ndarray, params) -> tuple[np.ndarray, np.ndarray]:
-    """f(x) and the central difference (f(x + h) - f(x - h)) / 2h, in one evaluation."""
+def _value_and_slope(expr, x: np.ndarray, params, tensor: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """f(x) and the central difference (f(x + h) - f(x - h)) / 2h, in one evaluation (elementwise
+    candidates) or three (`tensor`: a layer, whose moments couple the points)."""
     h = DERIVATIVE_STEP
-    if np.ndim(x) > 1:  # a tensor (layers): moments couple the points, so three separate evaluations
+    if tensor:
         f, lo, hi = (np.broadcast_to(evaluate(expr, x + dx, params), np.shape(x)) for dx in (0.0, -h, h))
         with np.errstate(all="ignore"):
             return f, (hi - lo) / (2 * h)
@@ -87,11 +88,11 @@ def _value_and_slope(expr, x: np.ndarray, params) -> tuple[np.ndarray, np.ndarra
     return f.reshape(np.shape(x)), slope.reshape(np.shape(x))
 
 
-def _mlp_stats(expr, params) -> np.ndarray:
+def _mlp_stats(expr, params, tensor: bool = False) -> np.ndarray:
     stats, slopes = [], []
     a = _MLP_INPUT
     for w in _MLP_WEIGHTS:
-        f, d = _value_and_slope(expr, a @ w, params)
+        f, d = _value_and_slope(expr, a @ w, params, tensor)
         a, d = _robust(f), _robust(d)
         stats += [a.mean(), a.std()]
         slopes.append(d)
@@ -108,9 +109,10 @@ def candidate_features(candidate: Any) -> Optional[np.ndarray]:
     """The FEATURE_DIM features of a Candidate (see the module docstring); None if it cannot be evaluated."""
     try:
         expr, params = candidate.safe_expr, dict(candidate.params)
-        probe = PROBE_POINTS.reshape(TENSOR_PROBE_SHAPE) if candidate.is_tensor_op else PROBE_POINTS
-        f, d = _value_and_slope(expr, probe, params)
-        out = np.concatenate([_robust(f).ravel(), _robust(d).ravel(), _mlp_stats(expr, params)])
+        tensor = candidate.is_tensor_op
+        probe = PROBE_POINTS.reshape(TENSOR_PROBE_SHAPE) if tensor else PROBE_POINTS
+        f, d = _value_and_slope(expr, probe, params, tensor)
+        out = np.concatenate([_robust(f).ravel(), _robust(d).ravel(), _mlp_stats(expr, params, tensor)])
     except Exception:  # noqa: BLE001 -- an unevaluable candidate is data (features None), whatever the reason
         return None
     if out.shape != (FEATURE_DIM,):  # e.g. a tensor op whose moments changed the shape
@@ -133,6 +135,16 @@ def _remember(cache: dict, key, value) -> None:
     cache[key] = value
 
 
+def formula_key(space: Any, genome: Any) -> Optional[tuple]:
+    """The key of the in-process caches (and of feature files): (formula text, sorted parameters); None
+    when the genome is not one of the space's."""
+    try:
+        params = space.params(genome) if hasattr(space, "params") else {}
+        return (space.formula(genome), tuple(sorted((params or {}).items())))
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _build_candidate(space: Any, genome: Any):
     builder = getattr(space, "candidate", None)
     if builder is not None:
@@ -146,11 +158,8 @@ def genome_features(space: Any, genome: Any) -> tuple[Optional[str], Optional[np
     (id, None) when it cannot be evaluated.  Cached (see the module docstring): the cache assumes, as
     `SearchSpace.candidate` does, that a candidate is determined by the genome's formula text and
     parameters.  The returned array is shared: do not modify it."""
-    try:
-        formula = space.formula(genome)
-        params = space.params(genome) if hasattr(space, "params") else {}
-        key = (formula, tuple(sorted((params or {}).items())))
-    except Exception:  # noqa: BLE001 -- not a genome of this space: unknown
+    key = formula_key(space, genome)
+    if key is None:  # not a genome of this space: unknown
         return None, None
     if key in _ID_BY_FORMULA:
         cid = _ID_BY_FORMULA[key]
@@ -223,21 +232,18 @@ def space_cache_path(space: Any, keys: list) -> Optional[Any]:
         return None
 
 
-def formula_key(space: Any, genome: Any) -> Optional[tuple]:
-    try:
-        params = space.params(genome) if hasattr(space, "params") else {}
-        return (space.formula(genome), tuple(sorted((params or {}).items())))
-    except Exception:  # noqa: BLE001
-        return None
+def space_feature_file(space: Any, genomes: list) -> tuple[Optional[Any], list]:
+    """(the feature file of a finite space, or None when no cache directory is usable; the genomes'
+    formula keys), computed once for `load_space_features` and `save_space_features`."""
+    keys = [formula_key(space, g) for g in genomes]
+    return space_cache_path(space, keys), keys
 
 
-def load_space_features(space: Any, genomes: list) -> int:
-    """Fill the in-process caches from the space's feature file, if there is one (see
-    `save_space_features`); returns how many genomes it covered (0 without a file)."""
+def load_space_features(path: Optional[Any]) -> int:
+    """Fill the in-process caches from a space's feature file (`space_feature_file`), if it exists;
+    returns how many genomes it covered (0 without a usable file)."""
     import json
 
-    keys = [formula_key(space, g) for g in genomes]
-    path = space_cache_path(space, keys)
     if path is None or not path.is_file():
         return 0
     try:
@@ -254,17 +260,15 @@ def load_space_features(space: Any, genomes: list) -> int:
     return len(stored_keys)
 
 
-def save_space_features(space: Any, genomes: list) -> Optional[str]:
-    """Write the (formula, params) -> (candidate id, features) of every genome of a finite space, whose
-    features are in the in-process caches, to its feature file (atomically); the next process that
-    enumerates the same space with the same code reads it instead of parsing and featurising each genome
-    again (about 12 s for PANGAEA's 5,103 genomes on 2 loaded cores)."""
+def save_space_features(path: Optional[Any], keys: list) -> Optional[str]:
+    """Write the (formula, params) -> (candidate id, features) of every genome of a finite space (`keys`,
+    whose features are in the in-process caches) to its feature file `path` (atomically); the next
+    process that enumerates the same space with the same code reads it instead of parsing and
+    featurising each genome again (about 12 s for PANGAEA's 5,103 genomes on 2 loaded cores)."""
     import json
     import os
     import tempfile
 
-    keys = [formula_key(space, g) for g in genomes]
-    path = space_cache_path(space, keys)
     if path is None or any(k is None or k not in _ID_BY_FORMULA for k in keys):
         return None
     cids = [_ID_BY_FORMULA[k] for k in keys]

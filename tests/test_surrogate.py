@@ -257,7 +257,7 @@ def test_features_of_a_finite_space_persist_on_disk(tmp_path, monkeypatch):
     assert len(files) == 1
     monkeypatch.setattr(sf, "_ID_BY_FORMULA", {})
     monkeypatch.setattr(sf, "_FEATURES_BY_ID", {})
-    assert sf.load_space_features(space, genomes) == len(genomes)
+    assert sf.load_space_features(sf.space_feature_file(space, genomes)[0]) == len(genomes)
     for g in genomes:
         cid, f = sf.genome_features(space, g)
         assert cid == want[genome_key(g)][0]
@@ -265,6 +265,6 @@ def test_features_of_a_finite_space_persist_on_disk(tmp_path, monkeypatch):
         if f is not None:
             np.testing.assert_array_equal(f, want[genome_key(g)][1])
     other = small_space(unary=UNARY[:6])
-    assert sf.space_cache_path(other, [sf.formula_key(other, g) for g in other.enumerate()]) != files[0]
+    assert sf.space_feature_file(other, list(other.enumerate()))[0] != files[0]
     files[0].write_bytes(b"not an npz")
-    assert sf.load_space_features(space, genomes) == 0
+    assert sf.load_space_features(sf.space_feature_file(space, genomes)[0]) == 0
