@@ -55,6 +55,73 @@ OSCILLATING = ("Noel, Bharadwaj, Muthiah-Nakarajan, Dutta & Amali, Biologically 
 BEYOND = ("Ramasinghe & Lucey, Beyond periodicity: Towards a unifying framework for activations in "
           "coordinate-MLPs, ECCV")
 MOBILENETV3 = "Howard, Sandler, Chu, Chen, Chen, Tan, Wang, Zhu, Pang, Vasudevan, Le & Adam, Searching for MobileNetV3, ICCV"
+PAU_PAPER = ("Molina, Schramowski & Kersting, Padé activation units: End-to-end learning of flexible activation "
+             "functions in deep networks, ICLR")
+PFLU_PAPER = ("Zhu, Min, Wang, Zou & Chen, PFLU and FPFLU: Two novel non-monotonic activation functions in "
+              "convolutional neural networks, Neurocomputing")
+SOFT_MODULUS = ("Vallés-Pérez et al., Empirical study of the modulus as activation function in computer vision "
+                "applications, arXiv:2301.05993")
+TANHSOFT = ("Biswas, Kumar, Banerjee & Pandey, TanhSoft - a family of activation functions combining Tanh and "
+            "Softplus, arXiv:2009.03863")
+EFFICIENT_BACKPROP = ("LeCun, Bottou, Orr & Müller, Efficient BackProp, Neural Networks: Tricks of the Trade")
+
+
+def _survey(name: str) -> str:
+    """Reference for a function taken from the survey's catalogue only (the original paper was not
+    consulted; its authors are listed in the survey under this name)."""
+    return f"{name}, as catalogued in {KUNC}"
+
+
+# Published initialisation coefficients of Padé activation units, degree (5, 4), from the authors'
+# library (ml-research/rational_activations, pau/paus_config.json): numerator a_0..a_5, denominator
+# b_1..b_4.  Version A ("safe PAU", the paper's form) divides by 1 + sum_k |b_k| |x|^k, version B by
+# 1 + |sum_k b_k x^k|; both denominators are >= 1.
+PAU_COEFFICIENTS = {
+    ("A", "relu"): ((0.029963801610813613, 0.6168978366891341, 2.37534759733888, 3.0659900472408443,
+                     1.5246831881677423, 0.2528070864040542),
+                    (-1.191550121923625, 4.4080487697236626, 0.9110357113686055, 0.34884977946384615)),
+    ("A", "tanh"): ((-1.0804622559204184e-08, 1.0003008043819048, -2.5878199375289335e-08, 0.09632129918392647,
+                     3.4775841628196104e-09, 0.0004255709234726337),
+                    (-0.0013027181209176277, 0.428349017422072, 1.4524304083061898e-09, 0.010796648111337176)),
+    ("A", "sigmoid"): ((0.4999992534599381, 0.25002157564685185, 0.14061924500301096, 0.049420492431596394,
+                        0.00876714851885483, 0.0006442412789159799),
+                       (2.1694506382753683e-09, 0.28122766100417684, 1.0123620714203357e-05, 0.017531988049946)),
+    ("A", "gelu"): ((-0.0011405929606361626, 0.5040717642397966, 0.4117606717399584, 0.12113679843904002,
+                     0.018615678966175966, 0.0018788058604368117),
+                    (-0.038669759584149345, 0.1923668340158292, 0.02378313688354509, 2.7448616774554535e-10)),
+    ("A", "swish"): ((3.054879741161051e-07, 0.5000007853744493, 0.24999783422824703, 0.05326628273219478,
+                      0.005803034571292244, 0.0002751961022402342),
+                     (-4.111554955950634e-06, 0.10652899335007572, -1.2690007399796238e-06, 0.0005502331264140556)),
+    ("B", "leaky_relu"): ((0.03355815890668059, 0.5049940948281444, 1.6534163637528791, 2.0099850112036783,
+                           0.9318900490866645, 0.1524224383838956),
+                          (-5.748546580824416e-05, 3.9802477853818083, -4.2529808614931225e-05, 0.3018338162009311)),
+    ("B", "relu"): ((0.033897129202224346, 0.4999985439606278, 1.6701363611130988, 1.9901021632350815,
+                     0.9413089613384323, 0.1509133373584318),
+                    (-2.1040152094202414e-05, 3.980247851167207, -3.166344237241501e-05, 0.30183382300945066)),
+    ("B", "tanh"): ((2.1172949817857366e-09, 0.9999942495075363, 6.276332768876106e-07, 0.10770864506559906,
+                     2.946556898117109e-08, 0.000871124373591946),
+                    (6.376908337817277e-07, 0.44101418051922986, 2.2747661404467182e-07, 0.014581039909092108)),
+    ("B", "sigmoid"): ((0.5000000002774382, 0.2500039727332485, 0.05544474230118124, 0.006888449237990345,
+                        0.00048491391666921244, 1.5646015289718136e-05),
+                       (7.956371345839366e-06, 0.11088550952772189, 7.76547864226066e-07, 0.0009697684428133153)),
+    ("B", "gelu"): ((-0.0004221071456647063, 0.49999955516606254, 0.40270535451115536, 0.07366976895222031,
+                     -0.012954788054484537, -0.0037414002583076983),
+                    (4.9585381197087913e-05, 0.1472977407631199, 1.1645825701440633e-05, -0.007483871514842074)),
+    ("B", "swish"): ((3.2597006782059475e-07, 0.500000007624051, 0.2500169540800127, 0.05327519598927768,
+                      0.005804580590860159, 0.00027529600705133663),
+                     (3.917294261258692e-05, 0.1065308384054887, 3.7991514117509955e-06, 0.0005503052126186067)),
+}
+
+
+def _pau_formula(version: str, target: str) -> str:
+    num, den = PAU_COEFFICIENTS[(version, target)]
+    p = " + ".join(f"({a!r})*x**{k}" for k, a in enumerate(num))
+    if version == "A":
+        q = "1 + " + " + ".join(f"{abs(b)!r}*abs(x)**{k}" for k, b in enumerate(den, start=1))
+    else:
+        q = "1 + abs(" + " + ".join(f"({b!r})*x**{k}" for k, b in enumerate(den, start=1)) + ")"
+    return f"({p})/({q})"
+
 
 CATALOG_ENTRIES: list[dict] = [
     # ---- ReLU family ------------------------------------------------------------------------------
@@ -597,4 +664,201 @@ CATALOG_ENTRIES: list[dict] = [
          year=2015, family="smooth", torch=None),
     dict(name="sech", title="Hyperbolic secant 1/cosh(x)", formula="1/cosh(x)", params={},
          reference="classical; catalogued in " + KUNC, year=2024, family="other", torch=None),
+
+    # ---- Added for issue 18 (item 4, second batch): towards the survey's 400 ----------------------
+    # Padé activation units at the authors' published initialisations (see PAU_COEFFICIENTS).
+    *[dict(name=f"pau_{v.lower()}_{t}", title=f"PAU version {v} (5,4), {t} initialisation",
+           formula=_pau_formula(v, t), params={},
+           reference=PAU_PAPER + "; coefficients: the authors' rational_activations library, paus_config.json",
+           year=2020, family="rational", torch=None)
+      for v, t in PAU_COEFFICIENTS],
+
+    # -- ReLU family --
+    dict(name="leaky_relu_03", title="Leaky ReLU (slope 0.3, Keras LeakyReLU default)", formula="max(x, 0.3*x)",
+         params={}, reference="Chollet et al., Keras (software, keras.io), layers.LeakyReLU (default alpha=0.3)",
+         year=2015, family="relu", torch="leaky_relu:negative_slope=0.3"),
+    # RePU with a learnable power, initialised at p = 2 (squared ReLU); "AppReLU" a relu(x)^b in the survey.
+    dict(name="repu_p", title="RePU (learnable power p, init 2)", formula="relu(x)**p", params={"p": 2.0},
+         reference="Li, Tang & Yu, Better approximations of high dimensional smooth functions by deep neural "
+                   "networks with rectified power units, Communications in Computational Physics",
+         year=2020, family="polynomial", torch=None),
+    # PLU: max(a (x + c) - c, min(a (x - c) + c, x)), a = 0.1, c = 1.
+    dict(name="plu", title="PLU (piecewise linear unit)", formula="max(a*(x + c) - c, min(a*(x - c) + c, x))",
+         params={"a": 0.1, "c": 1.0},
+         reference="Nicolae, PLU: The piecewise linear unit activation function, arXiv:1809.09534",
+         year=2018, family="relu", torch=None),
+    # Bounded leaky ReLU: a x for x <= 0, x on (0, b), a x + (1 - a) b for x >= b; a = 0.01, b = 1 illustrative.
+    dict(name="blrelu", title="BLReLU (bounded leaky ReLU)", formula="a*x + (1 - a)*min(relu(x), b)",
+         params={"a": 0.01, "b": 1.0},
+         reference="Liew, Khalil-Hani & Bakhteri, Bounded activation functions for enhanced training stability of "
+                   "deep neural networks on visual pattern recognition problems, Neurocomputing",
+         year=2016, family="relu", torch=None),
+    # LeLeLU: a x for x >= 0, 0.01 a x for x < 0, a learnable (init 1).
+    dict(name="lelelu", title="LeLeLU (learnable leaky ReLU)", formula="a*(relu(x) + 0.01*min0(x))",
+         params={"a": 1.0},
+         reference="Maniatopoulos & Mitianoudis, Learnable Leaky ReLU (LeLeLU): An alternative accuracy-optimized "
+                   "activation function, Information",
+         year=2021, family="relu", torch=None),
+    # SoftModulusQ: x^2 (2 - |x|) for |x| <= 1, |x| otherwise.
+    dict(name="soft_modulus_q", title="SoftModulusQ (quadratic soft modulus)",
+         formula="min(abs(x), 1)**2*(2 - min(abs(x), 1)) + relu(abs(x) - 1)", params={},
+         reference=SOFT_MODULUS, year=2023, family="relu", torch=None),
+    # SoftModulusT: x tanh(x / beta), beta = 0.01.
+    dict(name="soft_modulus_t", title="SoftModulusT (tanh soft modulus)", formula="x*tanh(x/beta)",
+         params={"beta": 0.01}, reference=SOFT_MODULUS, year=2023, family="relu", torch=None),
+    dict(name="mrelu", title="mReLU (mirrored ReLU, triangular)", formula="min(relu(1 - x), relu(1 + x))",
+         params={}, reference=_survey("mReLU"), year=2024, family="relu", torch=None),
+    # ReSP: a x + log 2 for x >= 0, softplus(x) for x < 0; a = 1.5 illustrative.
+    dict(name="resp", title="ReSP (rectified softplus)", formula="a*relu(x) + softplus(min0(x))",
+         params={"a": 1.5}, reference=_survey("ReSP"), year=2024, family="relu", torch=None),
+    dict(name="oaf", title="OAF (optimal activation function) relu(x) + x sigmoid(x)",
+         formula="relu(x) + x*sigmoid(x)", params={}, reference=_survey("OAF"), year=2024, family="relu",
+         torch=None),
+
+    # -- ELU-like (identity for x >= 0, another branch below) --
+    # PoLU: x for x >= 0, (1 - x)^(-a) - 1 for x < 0; a = 1 (PolyLU) is the paper's first setting.
+    dict(name="polu", title="PoLU (power linear unit)", formula="relu(x) + (1 - min0(x))**(-a) - 1",
+         params={"a": 1.0},
+         reference="Li, Ding & Li, Training neural networks by using power linear units (PoLUs), arXiv:1802.00212",
+         year=2018, family="elu", torch=None),
+    # FPFLU: x for x >= 0, x + x^2/sqrt(1 + x^2) for x < 0.
+    dict(name="fpflu", title="FPFLU (faster power function linear unit)",
+         formula="x + min0(x)**2/sqrt(1 + min0(x)**2)", params={}, reference=PFLU_PAPER, year=2021,
+         family="elu", torch=None),
+    # SQLU: x for x > 0, x + x^2/4 on [-2, 0], -1 below -2.
+    dict(name="sqlu", title="SQLU (square linear unit)",
+         formula="relu(x) + max(min0(x), -2) + max(min0(x), -2)**2/4", params={},
+         reference="Wuraola, Patel & Nguang, Efficient activation functions for embedded inference engines, "
+                   "Neurocomputing",
+         year=2021, family="elu", torch=None),
+    dict(name="thlu", title="ThLU (tanh linear unit)", formula="relu(x) + tanh(min0(x)/2)", params={},
+         reference=_survey("ThLU"), year=2024, family="elu", torch=None),
+    # SaRa: x for x >= 0, x / (1 + a exp(-b x)) for x < 0, a = 0.5, b = 0.7.
+    dict(name="sara", title="SaRa", formula="relu(x) + min0(x)/(1 + a*exp(-b*min0(x)))",
+         params={"a": 0.5, "b": 0.7}, reference=_survey("SaRa"), year=2024, family="elu", torch=None),
+    # LSELU: lam x for x >= 0, lam alpha (exp(x) - 1) + lam beta x for x < 0.
+    dict(name="lselu", title="LSELU (leaky SELU)", formula="lam*(relu(x) + alpha*expm1(min0(x)) + beta*min0(x))",
+         params={"lam": 1.05078, "alpha": 1.6733, "beta": 0.1}, reference=_survey("LSELU"), year=2024,
+         family="elu", torch=None),
+    # Symexp sign(x) (exp|x| - 1), the inverse of symlog.
+    dict(name="symexp", title="Symexp sign(x)(exp|x| - 1)", formula="expm1(relu(x)) - expm1(relu(-x))",
+         params={},
+         reference="Hafner, Pasukonis, Ba & Lillicrap, Mastering diverse domains through world models, "
+                   "arXiv:2301.04104",
+         year=2023, family="smooth", torch=None),
+
+    # -- Gated (x times a gate) and other smooth non-monotonic --
+    # TanhSoft family tanh(alpha x + beta e^(gamma x)) ln(delta + e^x): the two instances in the abstract.
+    dict(name="tanhsoft1", title="TanhSoft-1 tanh(alpha x) softplus(x)", formula="tanh(alpha*x)*softplus(x)",
+         params={"alpha": 0.87}, reference=TANHSOFT, year=2020, family="gated", torch=None),
+    dict(name="tanhsoft2", title="TanhSoft-2 x tanh(beta exp(gamma x))", formula="x*tanh(beta*exp(gamma*x))",
+         params={"beta": 0.6, "gamma": 1.0}, reference=TANHSOFT, year=2020, family="gated", torch=None),
+    # EIS family x softplus(x)^a / (sqrt(b + c x^2) + d exp(-e x)): the instance a = b = c = 1, d = 0.
+    dict(name="eis", title="EIS x softplus(x)/sqrt(1 + x^2)", formula="x*softplus(x)/sqrt(1 + x**2)", params={},
+         reference="Biswas, Kumar, Banerjee & Pandey, EIS - a family of activation functions combining "
+                   "Exponential, ISRU, and Softplus, arXiv:2009.13501",
+         year=2020, family="gated", torch=None),
+    dict(name="self_arctan", title="Self-arctan x atan(x)", formula="x*atan(x)", params={},
+         reference="Sivri, Akman & Berkol, Multiclass classification using arctangent activation function and its "
+                   "variations, ECAI",
+         year=2022, family="gated", torch=None),
+    # Parametric Logish a x ln(1 + sigmoid(b x)), a = 1, b = 10.
+    dict(name="parametric_logish", title="Parametric Logish", formula="a*x*log1p(sigmoid(b*x))",
+         params={"a": 1.0, "b": 10.0},
+         reference="Zhu, Zeng, Liu & Zhang, Logish: A new nonlinear nonmonotonic activation function for "
+                   "convolutional neural network, Neurocomputing",
+         year=2021, family="gated", torch=None),
+    dict(name="sgelu", title="SGELU (symmetrical GELU) a x erf(x/sqrt 2)", formula="a*x*erf(x/sqrt(2))",
+         params={"a": 1.0},
+         reference="Yu & Su, Symmetrical Gaussian error linear units (SGELUs), arXiv:1911.03925",
+         year=2019, family="gated", torch=None),
+    dict(name="loglogish", title="LogLogish x (1 - exp(-exp(x)))", formula="x*(1 - exp(-exp(x)))", params={},
+         reference=_survey("LogLogish"), year=2024, family="gated", torch=None),
+    # LaLU: x times the Laplace CDF (1 - e^(-x)/2 for x >= 0, e^x/2 for x < 0).
+    dict(name="lalu", title="LaLU (Laplace linear unit)",
+         formula="x*(0.5*exp(min0(x)) + 0.5 - 0.5*exp(-relu(x)))", params={}, reference=_survey("LaLU"),
+         year=2024, family="gated", torch=None),
+    dict(name="double_silu", title="Double SiLU x sigmoid(x sigmoid(x))", formula="x*sigmoid(x*sigmoid(x))",
+         params={}, reference=_survey("DoubleSiLU"), year=2024, family="gated", torch=None),
+    dict(name="msilu", title="MSiLU (modified SiLU)", formula="x*sigmoid(x) + exp(-x**2 - 1)/4", params={},
+         reference=_survey("MSiLU"), year=2024, family="gated", torch=None),
+    dict(name="tsilu", title="TSiLU tanh(x sigmoid(x))", formula="tanh(x*sigmoid(x))", params={},
+         reference=_survey("TSiLU"), year=2024, family="gated", torch=None),
+    dict(name="asilu", title="ASiLU atan(x sigmoid(x))", formula="atan(x*sigmoid(x))", params={},
+         reference=_survey("ASiLU"), year=2024, family="gated", torch=None),
+    dict(name="swat", title="SwAT x sigmoid(atan(x))", formula="x*sigmoid(atan(x))", params={},
+         reference=_survey("SwAT"), year=2024, family="gated", torch=None),
+    dict(name="tsrelu", title="TSReLU x tanh(sigmoid(x))", formula="x*tanh(sigmoid(x))", params={},
+         reference=_survey("TSReLU"), year=2024, family="gated", torch=None),
+    # TBSReLU: x tanh((1 - e^-x)/(1 + e^-x)) = x tanh(tanh(x/2)).
+    dict(name="tbsrelu", title="TBSReLU x tanh(bipolar sigmoid(x))", formula="x*tanh(tanh(x/2))", params={},
+         reference=_survey("TBSReLU"), year=2024, family="gated", torch=None),
+    dict(name="resech", title="Rectified hyperbolic secant x sech(x)", formula="x/cosh(x)", params={},
+         reference=_survey("Rectified hyperbolic secant"), year=2024, family="gated", torch=None),
+    # EANAF: x e^x/(e^x + 2) = x tanh(softplus(x)/2) = x sigmoid(x - ln 2).
+    dict(name="eanaf", title="EANAF x e^x/(e^x + 2)", formula="x*sigmoid(x - log(2))", params={},
+         reference=_survey("EANAF"), year=2024, family="gated", torch=None),
+    dict(name="sinsig", title="SinSig x sin(pi/2 sigmoid(x))", formula="x*sin(pi/2*sigmoid(x))", params={},
+         reference=_survey("SinSig"), year=2024, family="gated", torch=None),
+    dict(name="tanh_sig", title="TanhSig (x + tanh(x)) sigmoid(x)", formula="(x + tanh(x))*sigmoid(x)",
+         params={}, reference=_survey("TanhSig"), year=2024, family="gated", torch=None),
+    dict(name="sech_sig", title="SechSig (x + sech(x)) sigmoid(x)", formula="(x + 1/cosh(x))*sigmoid(x)",
+         params={}, reference=_survey("SechSig"), year=2024, family="gated", torch=None),
+    dict(name="generalized_swish", title="Generalized swish x sigmoid(exp(-x))", formula="x*sigmoid(exp(-x))",
+         params={}, reference=_survey("Generalized swish"), year=2024, family="gated", torch=None),
+
+    # -- Sigmoidal / bounded --
+    dict(name="sigmoid_derivative", title="Sigmoid derivative sigmoid(x)(1 - sigmoid(x))",
+         formula="sigmoid(x)*(1 - sigmoid(x))", params={}, reference="classical; catalogued in " + KUNC,
+         year=2024, family="other", torch=None),
+    dict(name="sigmoid_gumbel", title="Sigmoid-Gumbel sigmoid(x) exp(-exp(-x))", formula="sigmoid(x)*exp(-exp(-x))",
+         params={}, reference=_survey("Sigmoid-Gumbel"), year=2024, family="sigmoidal", torch=None),
+    # Aranda-Ordaz link 1 - (1 + lam e^x)^(-1/lam); lam = 2 as in Gomes et al.
+    dict(name="aranda_ordaz", title="Aranda-Ordaz 1 - (1 + lam e^x)^(-1/lam)",
+         formula="1 - (1 + lam*exp(x))**(-1/lam)", params={"lam": 2.0},
+         reference=GOMES + " (after Aranda-Ordaz, On two families of transformations to additivity for binary "
+                           "response data, Biometrika)",
+         year=2011, family="sigmoidal", torch=None),
+    dict(name="new_sigmoid", title="New sigmoid (e^x - e^-x)/sqrt(2(e^2x + e^-2x))",
+         formula="(exp(x) - exp(-x))/sqrt(2*(exp(2*x) + exp(-2*x)))", params={}, reference=_survey("New sigmoid"),
+         year=2024, family="sigmoidal", torch=None),
+    dict(name="mishra", title="Mishra softsign(x)^2/2 + softsign(x)/2", formula="softsign(x)**2/2 + softsign(x)/2",
+         params={}, reference=_survey("Mishra"), year=2024, family="sigmoidal", torch=None),
+    # Smooth step: 0 below -a/2, 1 above a/2, -2x^3/a^3 + 3x/(2a) + 1/2 between; a = 2 illustrative.
+    dict(name="smooth_step", title="Smooth step (cubic)",
+         formula="-2*min(max(x, -a/2), a/2)**3/a**3 + 3*min(max(x, -a/2), a/2)/(2*a) + 1/2",
+         params={"a": 2.0}, reference=_survey("Smooth step"), year=2024, family="sigmoidal", torch=None),
+    # LeCun's "small linear term" added to a sigmoid to avoid flat spots: tanh(x) + a x; a = 0.1 illustrative.
+    dict(name="tanh_linear", title="Twisted tanh tanh(x) + a x", formula="tanh(x) + a*x", params={"a": 0.1},
+         reference=EFFICIENT_BACKPROP, year=1998, family="sigmoidal", torch=None),
+
+    # -- Smooth unbounded / other --
+    # Soft++: ln(1 + e^(k x)) + x/c - ln 2, k = 1, c = 2.
+    dict(name="soft_plus_plus", title="Soft++", formula="softplus(k*x) + x/c - log(2)", params={"k": 1.0, "c": 2.0},
+         reference="Ciuparu, Nagy-Dăbâcan & Mureşan, Soft++, a multi-parametric non-saturating non-linearity that "
+                   "improves convergence in deep neural architectures, Neurocomputing",
+         year=2020, family="smooth", torch=None),
+    dict(name="comb_hsine", title="CombHsine sinh(a x) + asinh(a x)", formula="sinh(a*x) + asinh(a*x)",
+         params={"a": 1.0}, reference=_survey("CombHsine"), year=2024, family="smooth", torch=None),
+    dict(name="hypersinh", title="HyperSinh sinh(x)/3 for x > 0, x^3/4 otherwise",
+         formula="sinh(relu(x))/3 + min0(x)**3/4", params={}, reference=_survey("HyperSinh"), year=2024,
+         family="smooth", torch=None),
+    dict(name="etanh", title="Etanh a e^x tanh(x)", formula="a*exp(x)*tanh(x)", params={"a": 1.0},
+         reference=_survey("Etanh"), year=2024, family="smooth", torch=None),
+    # Bi-firing: x^2/(2a) for |x| <= a, |x| - a/2 outside (a smoothed |x|).
+    dict(name="bifiring", title="Bi-firing (smoothed |x|)", formula="min(abs(x), a)**2/(2*a) + relu(abs(x) - a)",
+         params={"a": 1.0}, reference=_survey("Bi-firing"), year=2024, family="other", torch=None),
+    # SQ-RBF: 1 - x^2/2 for |x| <= 1, (2 - |x|)^2/2 for 1 < |x| < 2, 0 beyond.
+    dict(name="sq_rbf", title="SQ-RBF (square radial basis)",
+         formula="(2 - min(abs(x), 2))**2/2 - (1 - min(abs(x), 1))**2", params={}, reference=_survey("SQ-RBF"),
+         year=2024, family="other", torch=None),
+    dict(name="polyexp", title="Polyexp (a x^2 + b x + c) exp(-d x^2)", formula="(a*x**2 + b*x + c)*exp(-d*x**2)",
+         params={"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}, reference=_survey("Polyexp"), year=2024, family="other",
+         torch=None),
+    dict(name="wave", title="Wave (1 - x^2) exp(-a x^2)", formula="(1 - x**2)*exp(-a*x**2)", params={"a": 1.0},
+         reference=_survey("Wave"), year=2024, family="other", torch=None),
+    dict(name="asu", title="ASU (amplifying sine unit) x sin(x)", formula="x*sin(x)", params={},
+         reference="Rahman, Makhdoom & Lu, Amplifying sine unit: An oscillatory activation function for deep neural "
+                   "networks to recover nonlinear oscillations efficiently, arXiv:2304.09759",
+         year=2023, family="periodic", torch=None),
 ]
