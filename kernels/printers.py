@@ -5,7 +5,15 @@ The torch printer extends `sympy.printing.pytorch.TorchPrinter` (which prints Ma
 printer extends sympy's `PythonCodePrinter`; the LaTeX printer extends `LatexPrinter`.
 
 All printers print the *protected* expression they are given; guards are never added here.
-sympy's sinc is sin(x)/x; torch.sinc is sin(pi x)/(pi x), so sinc prints as torch.sinc(u / pi).
+
+The spelling of every atom (a primitive that is one sympy function: exp, sigmoid, softplus, sinc, the
+moments ...) is the registry's (actsearch.primitives.registry), the one table per target: the
+`_print_<Func>` method of each atom is generated from it, in the style of sympy's printers
+(`_known_functions` -> methods), also for atoms registered later (registry.subscribe).  Written here by
+hand, and only here: what is no primitive's spelling - operators and powers, Max/Min (constants clamp),
+Piecewise and relations, the derivative-only functions (dsinc, bessel_i1e_over_x), codegen's fused
+nodes (ErfExp, SechSqSoftplus) - and the Inductor spellings of some atoms (TorchCodePrinter with
+inductor=True), which fall back to the registry's for eager code.  See docs/primitives.md.
 """
 from __future__ import annotations
 
@@ -15,8 +23,9 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.pycode import PythonCodePrinter
 from sympy.printing.pytorch import TorchPrinter
 
-from actsearch.primitives import EPS, GUARD_EPS, get_primitive
+from actsearch.primitives import EPS, GUARD_EPS
 from actsearch.primitives import functions as F
+from actsearch.primitives import registry
 
 
 def _float(v) -> str:
@@ -65,9 +74,25 @@ class _ElementwisePrinting:
     constants as floats, guard epsilon, steps, piecewise/relational via `where`, and dsinc."""
 
     _ns = ""  # "torch" or "tl"
+    _target = ""  # the registry's target: "torch" or "triton"
+
+    @staticmethod
+    def _generates(prim) -> bool:  # every atom's method is generated from the registry
+        return True
 
     def _print(self, expr, **kwargs):
         return _constant(self, expr) or super()._print(expr, **kwargs)
+
+    def _print_atom(self, expr, **kwargs):
+        """An atom's function node in the registry's spelling (the generated `_print_<Func>` methods)."""
+        prim = registry.atom_of(expr)
+        n = len(expr.args) if prim.max_args is None else prim.max_args
+        if prim.template(self._target) is None:
+            raise ValueError(self._no_spelling(expr))
+        return prim.spell_node(self._target, *(self._print(a) for a in expr.args[:n]))
+
+    def _no_spelling(self, expr):
+        return f"no {self._target} spelling for {type(expr).__name__}"
 
     def _print_Mul(self, expr):
         return self._fold_numbers(expr, sympy.Mul, 1) or super()._print_Mul(expr)
@@ -87,9 +112,13 @@ class _ElementwisePrinting:
         return self._print(rest if value == unit else op(sympy.Float(value), rest))
 
     def _print_Heaviside(self, expr):
-        u = self._print(expr.args[0])
-        h0 = _float(expr.args[1]) if len(expr.args) > 1 else "0.5"
-        return f"{self._ns}.where({u} > 0.0, 1.0, {self._ns}.where({u} < 0.0, 0.0, {h0}))"
+        # the registry's step (1/2 at 0); another value at 0 (a Heaviside(u, h0) from sympy) by hand
+        if len(expr.args) < 2 or expr.args[1] == sympy.S.Half:
+            return self._print_atom(expr)
+        return self._heaviside(self._print(expr.args[0]), float(expr.args[1]))
+
+    def _heaviside(self, u: str, h0: float) -> str:
+        return f"{self._ns}.where({u} > 0.0, 1.0, {self._ns}.where({u} < 0.0, 0.0, {h0!r}))"
 
     def _print_dsinc(self, expr):
         ns, u = self._ns, self._print(expr.args[0])
@@ -136,43 +165,18 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
     # its exp(u) (see _print_sigmoid)
     _default_settings = dict(TorchPrinter._default_settings, strict=True, inductor=False, exp_shared=frozenset())
 
-    _fn = {
-        F.sigmoid: "torch.sigmoid", F.softplus: "torch.nn.functional.softplus", F.bessel_i0e: "torch.special.i0e",
-        F.bessel_i1e: "torch.special.i1e", sympy.erfc: "torch.erfc", expm1: "torch.expm1", log1p: "torch.log1p",
-        sympy.erf: "torch.erf", sympy.exp: "torch.exp", sympy.log: "torch.log", sympy.sin: "torch.sin",
-        sympy.cos: "torch.cos", sympy.tan: "torch.tan", sympy.sinh: "torch.sinh", sympy.cosh: "torch.cosh",
-        sympy.tanh: "torch.tanh", sympy.asinh: "torch.asinh", sympy.atan: "torch.atan", sympy.Abs: "torch.abs",
-        sympy.sign: "torch.sign",
-    }
+    _target = "torch"
 
-    def _print_Function(self, expr):
-        for cls, name in self._fn.items():
-            if isinstance(expr, cls):
-                return f"{name}({self._print(expr.args[0])})"
-        return super()._print_Function(expr)
-
-    # sympy dispatches on the class MRO; route every unary function through the table above (sigmoid,
-    # softplus and tanh have their own methods below, for their Inductor spellings)
-    _print_log1p = _print_erf = _print_exp = _print_log = _print_Function
-    _print_sin = _print_cos = _print_tan = _print_sinh = _print_cosh = _print_Function
-    _print_asinh = _print_atan = _print_Abs = _print_sign = _print_Function
-
-    def _print_Heaviside(self, expr):
+    def _heaviside(self, u: str, h0: float) -> str:
         # In the argument's dtype: torch.where(c, 1.0, 0.5) has the default dtype (float32), so a float64
         # kernel computed a step times a constant in float32 (hard_sigmoid's slope 1/6 off by 1e-8, 1e-6
-        # relative in f').  torch.sign is 0 at NaN, as the where spelling was 0.5 there.
-        u = self._print(expr.args[0])
-        h0 = float(expr.args[1]) if len(expr.args) > 1 else 0.5
-        if h0 == 0.5:
-            return f"(0.5 + 0.5*torch.sign({u}))"
+        # relative in f').  The registry's h0 = 1/2 step is 0.5 + 0.5*sign(u) (0.5 at NaN, as the where).
         return f"torch.where({u} > 0.0, 1.0, torch.where({u} < 0.0, 0.0, {h0!r})).to(({u}).dtype)"
 
-    def _print_sinc(self, expr):
-        return f"torch.sinc(({self._print(expr.args[0])}) / math.pi)"
-
+    # ---- Inductor spellings (inductor=True) of some atoms; eager code prints the registry's --------
     def _print_tanh(self, expr):
         if not self._settings.get("inductor"):
-            return f"torch.tanh({self._print(expr.args[0])})"  # eager ATen: its own tanh is fastest
+            return self._print_atom(expr)  # eager ATen: its own tanh is fastest
         # Inductor's vectorized tanh (Sleef) is several times slower on CPU than its exp, so tanh is
         # spelled e/(e + 2), e = exp(2u) - 1, with a Taylor branch near 0 where that cancels
         # (kernels/fast_math.py, embedded by codegen).
@@ -204,7 +208,7 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
 
     def _print_sigmoid(self, expr):
         if not self._settings.get("inductor") or expr.args[0] not in self._settings["exp_shared"]:
-            return self._print_Function(expr)
+            return self._print_atom(expr)
         # e/(e + 1), e = exp(u): the exp that softplus(u) or mish of the same u computes anyway (f' of
         # softplus is sigmoid, so every softplus candidate has both), where torch.sigmoid's decomposition
         # computes exp(-u) as well.  u -> -inf: e/(e + 1) ~ e, no cancellation; u > 40: 1.  Measured
@@ -215,7 +219,7 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
 
     def _print_softplus(self, expr):
         if not self._settings.get("inductor"):
-            return self._print_Function(expr)
+            return self._print_atom(expr)
         # torch's softplus (threshold 20: u itself above), over the shared clamped exp
         u = self._print(expr.args[0])
         return f"torch.where({u} > 20.0, {u}, torch.log1p({self._clamped_exp(expr.args[0])}))"
@@ -237,7 +241,7 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
         # them as fusible arithmetic that stays accurate (codegen embeds it)
         if self._settings.get("inductor"):
             return f"{type(expr).__name__}({self._print(expr.args[0])})"
-        return self._print_Function(expr)
+        return self._print_atom(expr)
 
     _print_bessel_i0e = _print_bessel_i1e = _print_erfc = _print_expm1 = _print_fast_math
 
@@ -281,15 +285,6 @@ class TorchCodePrinter(_ElementwisePrinting, TorchPrinter):
             return f"{b}**{_float(ex)}"
         return f"torch.pow({self._print(base)}, {self._print(ex)})"
 
-    def _print_Moment(self, expr):
-        # the registry's torch spelling of each moment op, the one definition
-        return get_primitive(type(expr).__name__).spell("torch", self._print(expr.args[0]))
-
-
-
-
-for _cls in F.MOMENT_FUNCTIONS.values():
-    setattr(TorchCodePrinter, f"_print_{_cls.__name__}", TorchCodePrinter._print_Moment)
 
 
 class TritonCodePrinter(_ElementwisePrinting, PythonCodePrinter):
@@ -297,50 +292,20 @@ class TritonCodePrinter(_ElementwisePrinting, PythonCodePrinter):
 
     _ns = "tl"
 
+    _target = "triton"
     _default_settings = dict(PythonCodePrinter._default_settings, strict=True)
-    _fn = {
-        sympy.exp: "tl.exp", sympy.log: "tl.log", sympy.sin: "tl.sin", sympy.cos: "tl.cos", sympy.Abs: "tl.abs",
-        sympy.erf: "tl.erf", F.sigmoid: "tl.sigmoid", sympy.tan: "libdevice.tan", sympy.sinh: "libdevice.sinh",
-        sympy.cosh: "libdevice.cosh", sympy.tanh: "libdevice.tanh", sympy.asinh: "libdevice.asinh",
-        sympy.atan: "libdevice.atan", sympy.erfc: "libdevice.erfc", expm1: "libdevice.expm1",
-        log1p: "libdevice.log1p",
-    }
+
+    def _no_spelling(self, expr):
+        return (f"no Triton spelling for {type(expr).__name__} (moment ops need a reduction kernel; "
+                f"Triton export covers elementwise activations)")
 
     def _print_Function(self, expr):
-        for cls, name in self._fn.items():
-            if isinstance(expr, cls):
-                return f"{name}({self._print(expr.args[0])})"
-        raise ValueError(f"no Triton spelling for {type(expr).__name__} (moment ops need a reduction kernel; "
-                         f"Triton export covers elementwise activations)")
-
-    _print_sigmoid = _print_erfc = _print_expm1 = _print_log1p = _print_erf = _print_exp = _print_Function
-    _print_log = _print_sin = _print_cos = _print_tan = _print_sinh = _print_cosh = _print_Function
-    _print_tanh = _print_asinh = _print_atan = _print_Abs = _print_Function
-
-    def _print_softplus(self, expr):
-        u = self._print(expr.args[0])
-        return f"tl.where({u} > 20.0, {u}, libdevice.log1p(tl.exp(tl.minimum({u}, 20.0))))"
-
-    def _print_sinc(self, expr):
-        u = self._print(expr.args[0])
-        return f"tl.where({u} == 0.0, 1.0, tl.sin({u}) / tl.where({u} == 0.0, 1.0, {u}))"
-
-    def _print_bessel_i0e(self, expr):
-        u = self._print(expr.args[0])
-        return f"(libdevice.cyl_bessel_i0({u}) * tl.exp(-tl.abs({u})))"
-
-    def _print_bessel_i1e(self, expr):
-        u = self._print(expr.args[0])
-        return f"(libdevice.cyl_bessel_i1({u}) * tl.exp(-tl.abs({u})))"
+        raise ValueError(self._no_spelling(expr))
 
     def _print_bessel_i1e_over_x(self, expr):
         u = self._print(expr.args[0])
         return (f"tl.where({u} == 0.0, 0.5, libdevice.cyl_bessel_i1({u}) * tl.exp(-tl.abs({u})) "
                 f"/ tl.where({u} == 0.0, 1.0, {u}))")
-
-    def _print_sign(self, expr):
-        u = self._print(expr.args[0])
-        return f"tl.where({u} > 0.0, 1.0, tl.where({u} < 0.0, -1.0, 0.0))"
 
     def _print_Max(self, expr):
         out = self._print(expr.args[0])
@@ -369,34 +334,51 @@ class TritonCodePrinter(_ElementwisePrinting, PythonCodePrinter):
 
 
 class LatexFormulaPrinter(LatexPrinter):
-    """LaTeX with the activation atoms named as in papers."""
+    """LaTeX with the activation atoms named as in papers (the registry's `latex`; sympy's LaTeX for the
+    atoms without one)."""
 
-    def _print_sigmoid(self, expr, exp=None):
-        s = rf"\sigma\left({self._print(expr.args[0])}\right)"
+    @staticmethod
+    def _generates(prim) -> bool:
+        return prim.latex is not None
+
+    def _print_atom(self, expr, exp=None):
+        """An atom with a LaTeX operator in the registry (sigma, softplus ...); others are sympy's."""
+        prim = registry.atom_of(expr)
+        if prim is None or prim.latex is None:
+            return super()._print_Function(expr, exp=exp)
+        s = rf"{prim.latex}\left({', '.join(self._print(a) for a in expr.args)}\right)"
         return rf"{s}^{{{exp}}}" if exp else s
 
-    def _named(self, name, expr, exp=None):
-        s = rf"\operatorname{{{name}}}\left({self._print(expr.args[0])}\right)"
-        return rf"{s}^{{{exp}}}" if exp else s
 
-    def _print_softplus(self, expr, exp=None):
-        return self._named("softplus", expr, exp)
-
-    def _print_bessel_i0e(self, expr, exp=None):
-        return self._named("i_{0}e", expr, exp)
-
-    def _print_bessel_i1e(self, expr, exp=None):
-        return self._named("i_{1}e", expr, exp)
-
-    def _print_sinc(self, expr, exp=None):
-        return self._named("sinc", expr, exp)
-
-    def _print_Moment(self, expr, exp=None):
-        return self._named(type(expr).__name__.replace("_", r"\_"), expr, exp)
+# ---- methods generated from the registry: one `_print_<Func>` per atom and printer ----------------
+_PRINTERS = (TorchCodePrinter, TritonCodePrinter, LatexFormulaPrinter)
 
 
-for _cls in F.MOMENT_FUNCTIONS.values():
-    setattr(LatexFormulaPrinter, f"_print_{_cls.__name__}", LatexFormulaPrinter._print_Moment)
+def _hand_written(cls, name: str) -> bool:
+    """Whether this module writes `name` for printer `cls` by hand (not generated from the registry)."""
+    for k in cls.__mro__:
+        if k.__module__ == __name__ and name in vars(k):
+            return not getattr(vars(k)[name], "_from_registry", False)
+    return False
+
+
+def _install(prim, added: bool) -> None:
+    """registry.subscribe's callback: (un)install the generated method of one atom in every printer."""
+    name = f"_print_{prim.func.__name__}"
+    for cls in _PRINTERS:
+        if _hand_written(cls, name) or not cls._generates(prim):
+            continue
+        if added:
+            def method(self, expr, **kwargs):
+                return self._print_atom(expr, **kwargs)
+
+            method.__name__, method._from_registry = name, True
+            setattr(cls, name, method)
+        elif name in vars(cls):
+            delattr(cls, name)
+
+
+registry.subscribe(_install)
 
 
 def torch_code(expr) -> str:

@@ -7,7 +7,22 @@ guards: ``log(|u|+eps)``, ``u/(v+eps)``, ``sqrt(|u|)``), so identity is decided 
 training always sees the safe one.
 
 Spellings are ``str.format`` templates: ``{0}``, ``{1}`` ... are inputs then parameters, ``{eps}`` the
-guard epsilon.  Templates may repeat an argument; code generators pass names, not expressions.
+guard epsilon.  Templates may repeat an argument, and printers fill them with printed *expressions*
+(``a + b``), so a template parenthesizes an argument wherever precedence could bind it wrongly
+(``torch.sinc(({0}) / math.pi)``).
+
+Atoms and macros.  A primitive whose ``build`` is one sympy function class (exp, sigmoid, softplus,
+sinc, the moments ...; ``func``) is an *atom*: its expressions contain that function node, and the
+printers of kernels/printers.py print every such node with this entry's spellings, through methods
+they generate from the registry (sympy's ``_print_<Func>`` style; see ``subscribe``).  This is the one
+table of each target's spelling of an atom: adding an atom is an entry here (and, for a function sympy
+lacks, its class in functions.py).  Where the guard of ``protect`` wraps the atom (log), ``node`` gives
+the spelling of the bare function node, and the entry's ``torch``/``triton`` spell the protected
+primitive (what the printer prints for ``protect(log(u))``).  Every other primitive is a *macro*
+(relu is Max(u, 0), gelu is written with erf): its expressions are its atoms and operators, which the
+printers print; its spellings here are the fused built-in equivalents (``torch.nn.functional.gelu``),
+for reference and listing (``actsearch primitives``), checked numerically against the printed form
+(tests/test_primitive_spellings.py).  See docs/primitives.md.
 """
 from __future__ import annotations
 
@@ -54,6 +69,15 @@ class Primitive:
     doc: str = ""
     aliases: tuple[str, ...] = ()
     sets: tuple[str, ...] = ()  # vocabularies it belongs to: "swish", "pangaea", "modern", "moment"
+    # the sympy function class of an atom (the node its spellings print), None for a macro
+    func: Optional[type] = field(default=None, repr=False)
+    # (target, template) of the bare function node where the protected primitive differs (log's guard)
+    node: tuple[tuple[str, str], ...] = ()
+    latex: Optional[str] = None  # LaTeX operator of an atom (`\sigma`); None: sympy's own
+
+    @property
+    def is_atom(self) -> bool:
+        return self.func is not None
 
     @property
     def min_args(self) -> int:
@@ -71,8 +95,21 @@ class Primitive:
                              for _, d in self.params[len(args) - self.n_inputs:]]
         return self.build(*full)
 
+    def template(self, target: str) -> Optional[str]:
+        """The spelling template of one target ("torch" or "triton"); None where the target has none."""
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; targets: {', '.join(TARGETS)}")
+        return getattr(self, target)
+
     def spell(self, target: str, *args: str) -> str:
-        template = self.torch if target == "torch" else self.triton
+        """The protected primitive applied to argument sources (inputs, then parameters)."""
+        return self._fill(target, self.template(target), args)
+
+    def spell_node(self, target: str, *args: str) -> str:
+        """An atom's function node func(args) in one target: what the printers print for it."""
+        return self._fill(target, dict(self.node).get(target) or self.template(target), args)
+
+    def _fill(self, target: str, template: Optional[str], args) -> str:
         if template is None:
             raise ValueError(f"primitive {self.name!r} has no {target} spelling")
         if self.n_inputs is None:  # variadic: fold the binary template
@@ -83,21 +120,79 @@ class Primitive:
         return template.format(*args, eps=EPS)
 
 
+TARGETS = ("torch", "triton")  # code targets with a template per primitive (LaTeX: `latex`, atoms only)
+
+
 PRIMITIVES: dict[str, Primitive] = {}
 _ALIASES: dict[str, str] = {}
+_ATOMS: dict[str, Primitive] = {}  # atoms by their function class's name (how sympy's printers dispatch)
+_LISTENERS: list = []
 
 
-def _p(name, kind, n_inputs, build, torch, triton, elementwise, transcendental=0, params=(),
-       safe=None, doc="", aliases=(), sets=()):
+def register(name, kind, n_inputs, build, torch, triton, elementwise, transcendental=0, params=(),
+             safe=None, doc="", aliases=(), sets=(), func=None, node=None, latex=None) -> Primitive:
+    """Add a primitive to the vocabulary (the entries below; also at run time, e.g. in a test).
+
+    `func`: the sympy function class of an atom, by default `build` itself when that is one.  `node`:
+    {target: template} of the bare function node where the protected primitive's spelling differs
+    (a guard wraps the atom).  `latex`: the LaTeX operator of an atom.  Subscribers (the printers)
+    are told, so the new atom parses, prints in every target and evaluates with no other change."""
+    if func is None and isinstance(build, type) and issubclass(build, sympy.Function):
+        func = build
     prim = Primitive(name=name, kind=kind, n_inputs=n_inputs, build=build, torch=torch, triton=triton,
                      cost=Cost(elementwise, transcendental), params=tuple(params), safe=safe, doc=doc,
-                     aliases=tuple(aliases), sets=tuple(sets))
-    assert name not in PRIMITIVES and name not in _ALIASES, name
+                     aliases=tuple(aliases), sets=tuple(sets), func=func,
+                     node=tuple(sorted((node or {}).items())), latex=latex)
+    for n in (name, *aliases):
+        if n in PRIMITIVES or n in _ALIASES:
+            raise ValueError(f"primitive name {n!r} is taken")
+    if func is not None and func.__name__ in _ATOMS:
+        raise ValueError(f"{func.__name__} is already the atom of {_ATOMS[func.__name__].name!r}")
     PRIMITIVES[name] = prim
     for a in aliases:
-        assert a not in PRIMITIVES and a not in _ALIASES, a
         _ALIASES[a] = name
+    if func is not None:
+        _ATOMS[func.__name__] = prim
+        for fn in _LISTENERS:
+            fn(prim, True)
     return prim
+
+
+def unregister(name: str) -> Primitive:
+    """Remove a primitive added by `register` (its aliases, its atom, the printers' methods)."""
+    prim = PRIMITIVES.pop(name)
+    for a in prim.aliases:
+        _ALIASES.pop(a, None)
+    if prim.func is not None and _ATOMS.get(prim.func.__name__) is prim:
+        del _ATOMS[prim.func.__name__]
+        for fn in _LISTENERS:
+            fn(prim, False)
+    return prim
+
+
+def subscribe(fn) -> None:
+    """fn(prim, added) for every atom registered so far (added=True) and on every later register /
+    unregister: how printers keep one method per atom (`_print_<Func>`) generated from this table."""
+    _LISTENERS.append(fn)
+    for prim in list(_ATOMS.values()):
+        fn(prim, True)
+
+
+def atoms() -> list[Primitive]:
+    return list(_ATOMS.values())
+
+
+def atom_of(expr) -> Optional[Primitive]:
+    """The atom whose function node `expr` is (by class name through the MRO, as sympy's printers
+    dispatch: functions.sinc and sympy.sinc are both `sinc`), or None."""
+    for cls in type(expr).__mro__:
+        prim = _ATOMS.get(cls.__name__)
+        if prim is not None:
+            return prim
+    return None
+
+
+_p = register
 
 
 def get_primitive(name: str) -> Primitive:
@@ -194,7 +289,15 @@ def _hide_non_real(node, back: dict, seen: dict):
 SW, PG, MO = "swish", "pangaea", "modern"
 half = Rational(1, 2)
 TORCH_SOFTPLUS = "torch.nn.functional.softplus({0})"
-TRITON_SOFTPLUS = "tl.where({0} > 20.0, {0}, libdevice.log1p(tl.exp({0})))"
+# torch's softplus (u itself above the threshold 20); the exp is clamped so that the branch tl.where
+# discards never overflows to inf
+TRITON_SOFTPLUS = "tl.where({0} > 20.0, {0}, libdevice.log1p(tl.exp(tl.minimum({0}, 20.0))))"
+
+
+def _of(template: str, arg: str) -> str:
+    """`template` applied to the template expression `arg` (macros spelled with an atom's spelling)."""
+    return template.replace("{0}", arg)
+
 
 # ---- nullary: a learnable constant ----------------------------------------------------------------
 _p("const", "nullary", 0, lambda b: b, "{0}", "{0}", 0, params=[("beta", 1.0)],
@@ -203,7 +306,7 @@ _p("const", "nullary", 0, lambda b: b, "{0}", "{0}", 0, params=[("beta", 1.0)],
 # ---- unary ----------------------------------------------------------------------------------------
 _p("identity", "unary", 1, lambda u: u, "{0}", "{0}", 0, doc="x", sets=(SW, PG))
 _p("neg", "unary", 1, lambda u: -u, "(-{0})", "(-{0})", 1, doc="-x", sets=(SW, PG))
-_p("abs", "unary", 1, real_abs, "torch.abs({0})", "tl.abs({0})", 1, sets=(SW, PG))
+_p("abs", "unary", 1, real_abs, "torch.abs({0})", "tl.abs({0})", 1, sets=(SW, PG), func=Abs)
 _p("square", "unary", 1, lambda u: u**2, "torch.square({0})", "({0} * {0})", 1, sets=(SW, PG))
 _p("cube", "unary", 1, lambda u: u**3, "torch.pow({0}, 3)", "({0} * {0} * {0})", 2, sets=(SW, PG))
 _p("sqrt", "unary", 1, sqrt, "torch.sqrt(torch.abs({0}))", "tl.sqrt(tl.abs({0}))", 2,
@@ -212,8 +315,9 @@ _p("scale", "unary", 1, lambda u, b: b * u, "({1} * {0})", "({1} * {0})", 1, par
    doc="βx", sets=(SW,))
 _p("shift", "unary", 1, lambda u, b: u + b, "({0} + {1})", "({0} + {1})", 1, params=[("beta", 0.0)],
    doc="x+β", sets=(SW,))
-_p("log", "unary", 1, log, "torch.log(torch.abs({0}) + {eps})", "tl.log(tl.abs({0}) + {eps})", 2, 1,
-   safe="log(|u| + eps)", sets=(SW, PG))
+# the guarded spelling as the printers print protect(log(u)) (sympy orders eps first; a + b is b + a)
+_p("log", "unary", 1, log, "torch.log({eps} + torch.abs({0}))", "tl.log({eps} + tl.abs({0}))", 2, 1,
+   safe="log(|u| + eps)", sets=(SW, PG), node={"torch": "torch.log({0})", "triton": "tl.log({0})"})
 _p("exp", "unary", 1, exp, "torch.exp({0})", "tl.exp({0})", 0, 1, sets=(SW, PG))
 _p("sin", "unary", 1, sympy.sin, "torch.sin({0})", "tl.sin({0})", 0, 1, sets=(SW, PG))
 _p("cos", "unary", 1, sympy.cos, "torch.cos({0})", "tl.cos({0})", 0, 1, sets=(SW, PG))
@@ -225,14 +329,18 @@ _p("asinh", "unary", 1, sympy.asinh, "torch.asinh({0})", "libdevice.asinh({0})",
 _p("atan", "unary", 1, sympy.atan, "torch.atan({0})", "libdevice.atan({0})", 0, 1, sets=(SW, PG),
    aliases=("arctan",))
 # sympy's sinc is sin(x)/x; torch.sinc is sin(pi x)/(pi x), hence the division by pi in the spelling.
-_p("sinc", "unary", 1, F.sinc, "torch.sinc({0} / math.pi)",
-   "tl.where({0} == 0.0, 1.0, tl.sin({0}) / {0})", 2, 1, doc="sin(x)/x (un-normalized)", sets=(SW, PG))
+# Triton: 1 at 0, and the discarded branch divides by 1 there (no 0/0 computed, as torch.sinc).
+_p("sinc", "unary", 1, F.sinc, "torch.sinc(({0}) / math.pi)",
+   "tl.where({0} == 0.0, 1.0, tl.sin({0}) / tl.where({0} == 0.0, 1.0, {0}))", 2, 1,
+   doc="sin(x)/x (un-normalized)", sets=(SW, PG), latex=r"\operatorname{sinc}")
 _p("relu", "unary", 1, lambda u: Max(u, 0), "torch.relu({0})", "tl.maximum({0}, 0.0)", 1,
    doc="max(x, 0)", sets=(SW, PG, MO))
 _p("min0", "unary", 1, lambda u: Min(u, 0), "torch.clamp_max({0}, 0.0)", "tl.minimum({0}, 0.0)", 1,
    doc="min(x, 0)", sets=(SW,))
-_p("sigmoid", "unary", 1, F.sigmoid, "torch.sigmoid({0})", "tl.sigmoid({0})", 0, 1, sets=(SW, PG))
-_p("softplus", "unary", 1, F.softplus, TORCH_SOFTPLUS, TRITON_SOFTPLUS, 2, 2, sets=(SW, PG))
+_p("sigmoid", "unary", 1, F.sigmoid, "torch.sigmoid({0})", "tl.sigmoid({0})", 0, 1, sets=(SW, PG),
+   latex=r"\sigma")
+_p("softplus", "unary", 1, F.softplus, TORCH_SOFTPLUS, TRITON_SOFTPLUS, 2, 2, sets=(SW, PG),
+   latex=r"\operatorname{softplus}")
 _p("gaussian", "unary", 1, lambda u: exp(-u**2), "torch.exp(-torch.square({0}))",
    "tl.exp(-({0} * {0}))", 2, 1, doc="exp(-x²)", sets=(SW,))
 _p("erf", "unary", 1, sympy.erf, "torch.erf({0})", "tl.erf({0})", 0, 1, sets=(SW, PG))
@@ -240,15 +348,19 @@ _p("erfc", "unary", 1, sympy.erfc, "torch.erfc({0})", "libdevice.erfc({0})", 0, 
 _p("expm1", "unary", 1, expm1, "torch.expm1({0})", "libdevice.expm1({0})", 0, 1, sets=(PG,))
 _p("log1p", "unary", 1, log1p, "torch.log1p({0})", "libdevice.log1p({0})", 0, 1, sets=(PG,))
 _p("log_sigmoid", "unary", 1, lambda u: -F.softplus(-u), "torch.nn.functional.logsigmoid({0})",
-   "(-tl.where(-{0} > 20.0, -{0}, libdevice.log1p(tl.exp(-{0}))))", 3, 2, sets=(PG,),
+   f"(-{_of(TRITON_SOFTPLUS, '(-{0})')})", 3, 2, sets=(PG,),
    aliases=("logsigmoid",))
 _p("bessel_i0e", "unary", 1, F.bessel_i0e, "torch.special.i0e({0})",
-   "(libdevice.cyl_bessel_i0({0}) * tl.exp(-tl.abs({0})))", 2, 2, sets=(PG,), aliases=("i0e",))
+   "(libdevice.cyl_bessel_i0({0}) * tl.exp(-tl.abs({0})))", 2, 2, sets=(PG,), aliases=("i0e",),
+   latex=r"\operatorname{i_{0}e}")
 _p("bessel_i1e", "unary", 1, F.bessel_i1e, "torch.special.i1e({0})",
-   "(libdevice.cyl_bessel_i1({0}) * tl.exp(-tl.abs({0})))", 2, 2, sets=(PG,), aliases=("i1e",))
+   "(libdevice.cyl_bessel_i1({0}) * tl.exp(-tl.abs({0})))", 2, 2, sets=(PG,), aliases=("i1e",),
+   latex=r"\operatorname{i_{1}e}")
 _p("reciprocal", "unary", 1, lambda u: 1 / u, "(1.0 / ({0} + {eps}))", "(1.0 / ({0} + {eps}))", 2,
    safe="1/(u + eps)", sets=(PG,))
-_p("heaviside", "unary", 1, sympy.Heaviside, "torch.heaviside({0}, torch.full_like({0}, 0.5))",
+# torch: in u's dtype (torch.where(c, 1.0, 0.5) has the default dtype, float32 in a float64 kernel);
+# sympy's Heaviside(u) is Heaviside(u, 1/2): another value at 0 (none of the grammar's) is the printers' own
+_p("heaviside", "unary", 1, sympy.Heaviside, "(0.5 + 0.5*torch.sign({0}))",
    "tl.where({0} > 0.0, 1.0, tl.where({0} < 0.0, 0.0, 0.5))", 2, doc="step, 1/2 at 0",
    aliases=("step",))
 _p("sign", "unary", 1, sympy.sign, "torch.sign({0})", "tl.where({0} > 0.0, 1.0, tl.where({0} < 0.0, -1.0, 0.0))", 2)
@@ -290,7 +402,7 @@ _p("gelu_tanh", "unary", 1,
    "(0.5 * {0} * (1.0 + libdevice.tanh(0.7978845608028654 * ({0} + 0.044715 * {0} * {0} * {0}))))",
    7, 1, doc="tanh approximation of GELU", sets=(MO,))
 _p("mish", "unary", 1, lambda u: u * sympy.tanh(F.softplus(u)), "torch.nn.functional.mish({0})",
-   "({0} * libdevice.tanh(tl.where({0} > 20.0, {0}, libdevice.log1p(tl.exp({0})))))", 3, 3, sets=(MO,))
+   f"({{0}} * libdevice.tanh({TRITON_SOFTPLUS}))", 3, 3, sets=(MO,))
 _p("tanhshrink", "unary", 1, lambda u: u - sympy.tanh(u), "torch.nn.functional.tanhshrink({0})",
    "({0} - libdevice.tanh({0}))", 1, 1, sets=(MO,))
 _p("softshrink", "unary", 1, lambda u, l: u - Min(Max(u, -l), l), "torch.nn.functional.softshrink({0}, {1})",
@@ -332,7 +444,7 @@ for _name, _cls in F.MOMENT_FUNCTIONS.items():
     else:
         _torch = f"_axis_moment({{0}}, {_cls.scope!r}, {_cls.stat!r})"
     _p(_name, "moment", 1, _cls, _torch, None, 4, 1 if _cls.stat == "std" else 0,
-       doc=_cls.__doc__, sets=("moment",))
+       doc=_cls.__doc__, sets=("moment",), latex=rf"\operatorname{{{_name.replace('_', chr(92) + '_')}}}")
 
 
 def vocabulary(name: str) -> list[Primitive]:
@@ -387,5 +499,5 @@ def _bottom_up(expr, fn):
     return fn(node)
 
 
-__all__ = ["Cost", "Primitive", "PRIMITIVES", "EPS", "GUARD_EPS", "is_integer_exponent", "get_primitive", "primitive_names", "vocabulary",
-           "protect"]
+__all__ = ["Cost", "Primitive", "PRIMITIVES", "TARGETS", "EPS", "GUARD_EPS", "is_integer_exponent", "get_primitive",
+           "primitive_names", "vocabulary", "protect", "register", "unregister", "subscribe", "atoms", "atom_of"]
