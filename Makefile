@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 	# timm is a test reference only (EvoNorm-B0/S0).  --no-deps: its torchvision requirement would
 	# replace the pinned CPU torch with a CUDA build; tests/timm_reference.py loads the modules it needs.
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps "timm==1.0.31"
+	# transformers is a test reference only (tests/test_hf_dropin.py: a GPT-2 from a small config, nothing
+	# downloaded).  It does not depend on torch, and torch is pinned in the same command so that no resolver
+	# step can replace it; with its dependencies (huggingface_hub, safetensors, tokenizers, regex), which
+	# nothing else here installs -- with --no-deps the test would be skipped on a fresh machine.
+	$(PY) -m pip install --disable-pip-version-check -q "torch==2.13.0" "transformers==5.23.0"
 	touch $(STAMP)
 
 # The main job: a small but real search on embedded Ray (swish space, regularized evolution,

@@ -20,9 +20,22 @@ Ray does not do by itself for a single-machine run:
   start time, from /proc) while the driver lives; when the driver is gone it stops the recorded processes that still run with
   the same start time (SIGTERM, then SIGKILL after 3 s).  Only processes the driver started are
   touched, by PID.  Linux only (/proc); elsewhere nothing is watched.
+
+**Quietly.**  A new local Ray turns token authentication on by default (it sets RAY_AUTH_MODE=token
+for the process and creates ~/.ray/auth_token when missing) and says so in a WARNING on every start
+("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out ..."),
+then logs "Started a local Ray instance." at INFO: two lines in every search's output about Ray's own
+defaults.  `start_embedded_ray` keeps those defaults, token authentication included, and drops exactly
+these announcements (`_QUIET`, logging filters on the two Ray loggers that emit them, installed for
+the embedded ray.init() only and removed after it): every other Ray message, warnings and errors
+included, still reaches the user, and no setting, environment variable or logger level is changed.
+A cluster given by --address is joined by a plain ray.init(address=...) (actsearch.executor), which
+none of this touches.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -35,6 +48,50 @@ SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 WATCH_INTERVAL_S = 0.5
 TERM_GRACE_S = 3.0
+
+# the announcements a new local Ray makes about its own defaults: (logger, level, message prefix).  Only
+# these records are dropped, only during the embedded ray.init(); token authentication stays on.
+_QUIET = (
+    ("ray._private.authentication.authentication_token_setup", logging.WARNING,
+     "Token authentication is enabled for this Ray cluster"),
+    ("ray._private.authentication.authentication_token_setup", logging.INFO,
+     "Generated new authentication token"),
+    ("ray._private.worker", logging.INFO, "Started a local Ray instance"),
+)
+
+
+class _DropAnnouncements(logging.Filter):
+    def __init__(self, rules):
+        super().__init__()
+        self.rules = tuple(rules)  # (level, prefix)
+        self.dropped: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record we cannot read is not ours to drop
+            return True
+        for level, prefix in self.rules:
+            if record.levelno == level and msg.startswith(prefix):
+                self.dropped.append(msg)
+                return False
+        return True
+
+
+@contextlib.contextmanager
+def quiet_embedded_init():
+    """Drop the `_QUIET` announcements logged while the block runs (the embedded ray.init()); yields
+    the filters (their `dropped` lists say what was dropped).  The filters are removed afterwards."""
+    installed = []
+    for name in dict.fromkeys(n for n, _, _ in _QUIET):
+        f = _DropAnnouncements((lvl, pre) for n, lvl, pre in _QUIET if n == name)
+        logging.getLogger(name).addFilter(f)
+        installed.append((name, f))
+    try:
+        yield [f for _, f in installed]
+    finally:
+        for name, f in installed:
+            logging.getLogger(name).removeFilter(f)
 
 
 def _single_machine_switch() -> None:
@@ -60,8 +117,10 @@ def start_embedded_ray(**init_kwargs) -> Optional[subprocess.Popen]:
 
     # address="local": always a new instance of our own; without it ray.init() joins any Ray already
     # running on the machine (another search's, a test session's), which is neither loopback-only by our
-    # switch nor ours to shut down
-    ray.init(address="local", **init_kwargs)
+    # switch nor ours to shut down.  Ray's defaults apply (token authentication on); only its
+    # announcements of them are dropped (quiet_embedded_init)
+    with quiet_embedded_init():
+        ray.init(address="local", **init_kwargs)
     node_ip = ray.util.get_node_ip_address()
     if node_ip not in LOOPBACK:
         warnings.warn(f"the embedded Ray's node address is {node_ip}, not loopback: its servers may be "

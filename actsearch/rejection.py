@@ -17,6 +17,12 @@ so that runs can be counted and compared by reason; the free-text `detail` says 
   timeout            no result within the per-candidate time limit
   worker_lost        the worker evaluating it died more often than the retry limit
   internal_error     any other exception at the candidate's boundary (a bug: please report it)
+
+The values are the codes stored in the store's `reason_code` columns and the reports' `rejection.code`,
+so `RejectionReason(stored_code)` reads a stored code back.  A screened-out candidate's screening check
+(actsearch.screening's stable check codes, `ScreeningCheck`) leads its stored `screening_reason` text;
+`ScreeningCheck.of(text)` reads it back (the one place that text is decoded).  docs/interfaces.md has
+the table of codes.
 """
 from __future__ import annotations
 
@@ -58,6 +64,17 @@ class Rejection:
         d = asdict(self)
         d["code"] = self.code.value
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Rejection":
+        """The inverse of to_dict (a report's `rejection`, as stored)."""
+        return cls(RejectionReason(str(d["code"])), str(d.get("stage") or ""), str(d.get("detail") or ""),
+                   d.get("error_type"))
+
+    def to_report(self) -> dict:
+        """The report of a candidate that was not scored: chance-level score (None), no trainings, this
+        rejection (`rejected`: its "code: detail" text, `rejection`: to_dict())."""
+        return {"score": None, "tasks": {}, "seeds": [], "rejected": str(self), "rejection": self.to_dict()}
 
     @classmethod
     def from_exception(cls, exc: BaseException, stage: str,
@@ -108,3 +125,32 @@ def code_of(text: Optional[str]) -> Optional[RejectionReason]:
         return RejectionReason(head)
     except ValueError:
         return None
+
+
+class ScreeningCheck(str, enum.Enum):
+    """The screening checks' codes (actsearch.screening): a screened-out candidate's `screening_reason`
+    is "check: detail[; check: detail ...]", led by the first check that failed."""
+
+    NON_FINITE = "non_finite"
+    NON_FINITE_GRADIENT = "non_finite_gradient"
+    CONSTANT = "constant"
+    LINEAR = "linear"
+    ZERO_GRADIENT = "zero_gradient"
+    OUTPUT_TOO_LARGE = "output_too_large"
+    GRADIENT_TOO_LARGE = "gradient_too_large"
+    DUPLICATE = "duplicate"
+    NOT_EVALUABLE = "not_evaluable"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def of(cls, text: Optional[str]) -> Optional["ScreeningCheck"]:
+        """The check leading a stored screening reason, or None (no text, or a reason that is not a
+        screening check's: a stability verdict, a rejection before training "stage: error: detail")."""
+        if not text:
+            return None
+        try:
+            return cls(text.split(":", 1)[0].strip())
+        except ValueError:
+            return None

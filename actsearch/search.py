@@ -240,9 +240,9 @@ def check_address(address: str, timeout: float = 5.0) -> None:
 
 def candidate_cost(candidate: Candidate) -> float:
     """Static kernel cost relative to ReLU: the registry's per-primitive weighted costs summed over the
-    expression tree (other nodes, + * ** ..., cost 1 per operand joined), divided by ReLU's.  The
-    fallback when no measured cost (kernels.bench.kernel_cost, taken by the worker) came back, e.g.
-    for a timed-out candidate."""
+    expression tree (other nodes, + * ** ..., cost 1 per operand joined), divided by ReLU's.  The `cost`
+    objective: deterministic (a resumed run gets the same costs) and free; workers time nothing (the
+    measured kernel cost, kernels.bench.kernel_cost, is a benchmark: benchmarks/bench_kernel_cost.py)."""
     import sympy
 
     from actsearch.primitives import PRIMITIVES
@@ -306,7 +306,7 @@ def describe_candidate(c: Candidate, genome, screening) -> dict:
 
 class SearchDriver:
     def __init__(self, config: SearchConfig, run_dir: os.PathLike, resume: bool = False,
-                 progress: Optional[Callable[[dict], None]] = None, executor=None):
+                 progress: Optional[Callable[[dict], None]] = None, executor=None, *, optuna_study: bool = True):
         config.validate()  # first: bad numbers are refused before the imports below pull in torch (~2 s)
         from actsearch import __version__
         from actsearch.evaluation import versions
@@ -354,12 +354,20 @@ class SearchDriver:
             self.pending: list = []  # genomes asked but not told, to (re)submit
             self._replay()
             self._restore_promotions()
+            from actsearch.optuna_study import SearchMirror
+
+            # RUN_DIR/optuna.db for optuna-dashboard: kept in step with the store after each batch (never
+            # stops the search; a resume adds only what is missing).  optuna_study=False: none (~30 ms a
+            # trial, e.g. for benchmarks of many tabular searches); rebuild_study can write it later
+            self.optuna_study = SearchMirror(self.run_dir, asdict(config), self.rungs, enabled=optuna_study)
         except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
         """Close the store and release the run directory's writer lock (run() does this when it ends)."""
+        if getattr(self, "optuna_study", None) is not None:
+            self.optuna_study.close()
         self.store.close()
 
     # -- resume
@@ -523,7 +531,9 @@ class SearchDriver:
                         result = self._record(cid, rung, report, worker, wall)
                         if rung == 0:
                             self._tell_waiters(cid, result)
+                    self.optuna_study.sync(self.store)
                     self.progress(self.status(t_start, started))
+            self.optuna_study.sync(self.store)
             summary = self.status(t_start, started, final=True)
             summary["exhausted"] = self._exhausted
             summary["reference"] = self.reference
@@ -647,7 +657,7 @@ class SearchDriver:
         if score is not None and score != score:  # NaN
             score = None
         cost = None
-        if "cost" in cfg.objectives:  # measured by the worker; the static estimate when it could not be
+        if "cost" in cfg.objectives:  # the static estimate (candidate_cost); a report's own cost if it has one
             cost = report.get("cost")
             if cost is None and rung == 0:
                 try:

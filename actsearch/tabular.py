@@ -26,6 +26,8 @@ import time
 from collections import deque
 from typing import Optional
 
+from actsearch.executor import EvaluationResult, Executor, as_items
+
 FORMAT = "actsearch-table"
 VERSION = 1
 TABLE_NAME = "table.json.gz"
@@ -110,7 +112,7 @@ def _read_table(path: os.PathLike) -> dict:
     return table
 
 
-class TableExecutor:
+class TableExecutor(Executor):
     """Answers evaluations from a table: each candidate's accuracies for the seeds a plan asks for,
     with the table's baselines, in evaluate_many's report format.  `capacity` batches are in flight at
     once (as with that many workers); answers come back in submission order, so a search on a table is
@@ -131,7 +133,8 @@ class TableExecutor:
 
     def submit(self, items: list, plan: Optional[dict] = None, timeout_s: Optional[float] = None) -> None:
         plan = plan or {t: list(range(self.config.seeds)) for t in self.config.tasks}
-        self.queue.append([(cid, self.report(cid, plan), "table", 0.0) for cid, _, _ in items])
+        self.queue.append([EvaluationResult(it.candidate_id, self.report(it.candidate_id, plan), "table", 0.0)
+                           for it in as_items(items)])
 
     def report(self, cid: str, plan: dict) -> dict:
         from actsearch.evaluation import paired_comparison, summarize, task_score
@@ -145,17 +148,15 @@ class TableExecutor:
             why = ("not in the table (" + ("screened out when it was built" if cid in self.screened
                                            else "not in the space it was built from") + ")" if row is None
                    else f"the table has no seeds {lacking} (it has {table_seeds})")
-            rej = Rejection(RejectionReason.EVALUATION_ERROR, "evaluate", f"{cid} {why}")
-            return {"score": None, "tasks": {}, "seeds": [], "rejected": str(rej), "rejection": rej.to_dict()}
+            return Rejection(RejectionReason.EVALUATION_ERROR, "evaluate", f"{cid} {why}").to_report()
         tasks = {}
         for t, seeds in plan.items():
             idx = [table_seeds.index(s) for s in seeds]
             cand = [row["acc"][t][i] for i in idx]
             base = {b: [v[i] for i in idx] for b, v in self.table["baselines"][t].items()}
             if any(v is None for v in cand) or any(v is None for v in base.get("relu", [None])):
-                rej = Rejection(RejectionReason.EVALUATION_ERROR, "evaluate",
-                                f"the table has no accuracy for some of seeds {seeds} on {t}")
-                return {"score": None, "tasks": {}, "seeds": [], "rejected": str(rej), "rejection": rej.to_dict()}
+                return Rejection(RejectionReason.EVALUATION_ERROR, "evaluate",
+                                 f"the table has no accuracy for some of seeds {seeds} on {t}").to_report()
             rejected = row.get("rejected")
             tasks[t] = {"metric": "accuracy", "chance": self.table["chance"][t], "seeds": list(seeds),
                         "candidate": summarize(cand), "baselines": {b: summarize(v) for b, v in base.items()},
@@ -168,11 +169,8 @@ class TableExecutor:
         first = next(iter(plan.values()))
         return {"score": sum(t["score"] for t in tasks.values()) / len(tasks), "seeds": list(first), "tasks": tasks}
 
-    def wait(self) -> list:
+    def wait(self) -> list[list[EvaluationResult]]:
         return [self.queue.popleft()] if self.queue else []
-
-    def shutdown(self) -> None:
-        pass
 
 
 def build_space_table(space: str, tasks: list, seeds: int, out_dir: str, steps: Optional[int] = None,

@@ -1,5 +1,6 @@
-"""The search's measured kernel cost (actsearch.kernels.bench.kernel_cost, the `cost` objective) of a
-cheap and a dear formula, side by side in one run: was a timed unit test, which failed under load.
+"""The measured kernel cost (actsearch.kernels.bench.kernel_cost) of a cheap and a dear formula, side by
+side in one run: was a timed unit test, which failed under load.  The search's `cost` objective is the
+static estimate (actsearch.search.candidate_cost); workers time nothing.
 
 Usage: python benchmarks/bench_kernel_cost.py [--reps 5] [--json]
 Measured (2 cores): fused max(0, x) 9.5-9.7x ReLU, x*asinh(x)**2 18-20x (eager ATen asinh is slow).

@@ -76,7 +76,9 @@ def paired_compile_seconds(cands, sides: dict[str, Callable[[], None]], threads:
 
     rows = []
     # the same formula compiles once per side: the FX-graph and AOTAutograd caches would make later hits
-    with torch._inductor.config.patch(force_disable_caches=True):
+    from actsearch.kernels.torch_compat import inductor_config_patch
+
+    with inductor_config_patch({"force_disable_caches": True}):
         compile_seconds(cands[0], names[0])
         for i, c in enumerate(cands[1:]):
             row = {"formula": c.formula, "params": len(c.params), "compile_error": None}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from actsearch.kernels.codegen import CODEGEN_VERSION, KernelSource
+from actsearch.kernels import torch_compat
 from actsearch.kernels.inductor import TracedGraph, compile_fused
 
 
@@ -85,18 +86,18 @@ class KernelCache:
         None when AOT compilation is unavailable or fails (callers then use plain torch.compile)."""
         import hashlib
 
-        import torch
-
+        if not torch_compat.active("aot_precompile"):
+            return None  # an experimental API, off with ACTSEARCH_TORCH_PRIVATE=0
         tag = hashlib.blake2b(repr(signature).encode(), digest_size=6).hexdigest()
         path = self._compiled_dir(candidate_id) / f"{name}-{tag}.aot"
         if path.exists():
             try:
                 with open(path, "rb") as fh:
-                    return torch.compiler.load_compiled_function(fh)
+                    return torch_compat.load_compiled_function(fh)
             except Exception:  # noqa: BLE001 - corrupt or incompatible artifact: rebuild it
                 pass
         try:
-            compiled = compile_fused(fn, elementwise).aot_compile((tuple(example_args), {}))
+            compiled = torch_compat.aot_compile(compile_fused(fn, elementwise), example_args)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             compiled.save_compiled_function(str(tmp))

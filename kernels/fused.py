@@ -25,7 +25,7 @@ from torch import nn
 from actsearch.formula import Candidate
 from actsearch.kernels.cache import KernelCache
 from actsearch.kernels.codegen import KernelSource, generate_source
-from actsearch.kernels import inductor
+from actsearch.kernels import inductor, torch_compat
 from actsearch.kernels.inductor import TracedGraph, compile_fused, compile_graph, error_summary, shape_pattern
 
 
@@ -169,7 +169,8 @@ class _SafeCompiled:
         self.first = True
         self.precompiled: dict[tuple, Optional[Callable]] = {}
         self.traced: dict[tuple, Optional[list[TracedGraph]]] = {}  # shape pattern -> graphs; None: failed
-        self.use_traced = kernel.source.has_backward and inductor.TRACED_GRAPHS  # elementwise graphs only
+        self.use_traced = kernel.source.has_backward and inductor.traced_graphs_enabled()  # elementwise only
+        self._compile_pending = True  # torch.compile's first call (its compile) runs in compile_scope
         self.trace_error: Optional[str] = None  # the last trace or traced-call failure (that pattern then
         # goes to torch.compile)
 
@@ -184,7 +185,12 @@ class _SafeCompiled:
             out = self._precompiled_call(args)
         if out is None:
             try:
-                out = self.compiled(*args, **settings)
+                if self._compile_pending:
+                    with torch_compat.compile_scope():
+                        out = self.compiled(*args, **settings)
+                    self._compile_pending = False
+                else:
+                    out = self.compiled(*args, **settings)
             except Exception as exc:  # noqa: BLE001 - any compiler failure must degrade, not crash
                 self.kernel._fail(self.name, exc)
                 return self.fn(*args, **settings)
@@ -326,7 +332,7 @@ def grad_times_derivative(grad: torch.Tensor, d: torch.Tensor, owned: bool) -> t
     if torch.is_grad_enabled():
         return no_second_derivative(grad * d)
     if (owned and grad.shape == d.shape and grad.dtype == d.dtype and grad.device == d.device
-            and not torch._C._autograd._get_current_graph_task_keep_graph()):
+            and not torch_compat.keep_graph()):
         return d.mul_(grad)
     return grad * d
 

@@ -3,7 +3,7 @@
 compiles population graphs)."""
 from __future__ import annotations
 
-import contextlib
+import atexit
 import operator
 import os
 import shlex
@@ -11,9 +11,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional
+
+from actsearch.kernels import torch_compat
 
 # With dynamic shapes Inductor puts a masked vector tail inside the main loop by default; a scalar tail
 # after it gives the main loop the code of a static shape.  Measured side by side on 4M floats, 2
@@ -90,7 +93,27 @@ exec "$linker" "$@"
 
 
 def _link_root() -> Path:
+    """Where the ld shim lives: a directory private to this user (torch_compat.private_directory)."""
     return Path(tempfile.gettempdir()) / f"actsearch-ld-{os.getuid()}"
+
+
+def _private_link_root() -> Path:
+    """_link_root(), made private to this user (torch_compat.private_directory: mode 0700, this user's,
+    not a symlink).  Where it belongs to someone else, a private directory under the user's cache
+    directory instead; failing that, a fresh one for this process (with a warning: its path, part of
+    Inductor's cache keys, then changes per process).  Nothing is ever written into, or run from, a
+    directory someone else can write."""
+    fallback = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "actsearch" / f"ld-{os.getuid()}"
+    for path in (_link_root(), fallback):
+        try:
+            return torch_compat.private_directory(path)
+        except OSError as exc:  # UnsafeDirectory, or an unwritable parent
+            error = exc
+    root = Path(tempfile.mkdtemp(prefix="actsearch-ld-"))  # mode 0700, ours
+    atexit.register(shutil.rmtree, root, True)
+    warnings.warn(f"actsearch: not using {error}; the ld shim is in {root} for this process",
+                  RuntimeWarning, stacklevel=3)
+    return root
 
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -118,7 +141,8 @@ def _link_stubs(root: Path) -> Path:
 
 
 def _inherited_linker(directory: Path) -> Optional[str]:
-    """The linker of an ld shim directory a parent process made (Ray workers inherit COMPILER_PATH)."""
+    """The linker of an ld shim directory a parent process exported in COMPILER_PATH (older actsearch
+    versions did, for the whole process and its Ray workers)."""
     if directory.parent.name != _link_root().name:
         return None
     for entry in (directory / "linker", directory / "ld"):  # the shim's target; an older bare symlink
@@ -127,44 +151,78 @@ def _inherited_linker(directory: Path) -> Optional[str]:
     return None
 
 
+# The compiler Inductor runs for actsearch's kernels (its cpp.cxx option, in every actsearch compile's
+# options, nowhere else): g++ with COMPILER_PATH pointing at the ld shim's directory, for that g++ only.
+# Named like the compiler it runs, so Inductor's compiler detection (by name, and --version) is
+# unchanged.
+_CXX_WRAPPER = """#!/bin/sh
+# actsearch's compiler wrapper (actsearch/kernels/inductor.py, use_fast_linker): the cpp.cxx of
+# actsearch's own Inductor compiles; this g++ finds the ld shim through COMPILER_PATH
+COMPILER_PATH={link_dir}
+export COMPILER_PATH
+exec {cxx} "$@"
+"""
+
+_cxx_options: dict = {}  # {"cpp.cxx": (wrapper,)} once use_fast_linker set a wrapper up
+
+
+def _gcc_compiler() -> Optional[str]:
+    """The path of the g++ Inductor would run (CXX or g++: its cpp.cxx default), when it is a gcc; the
+    COMPILER_PATH lookup the shim relies on is gcc's."""
+    if os.environ.get("TORCH_INDUCTOR_INSTALL_GXX"):
+        return None  # Inductor may install and run its own gcc: left alone
+    name = os.environ.get("CXX", "g++")
+    path = shutil.which(name)
+    if path is None or not any(n in Path(name).name for n in ("g++", "gcc", "c++")) or "clang" in name:
+        return None
+    return path
+
+
 def use_fast_linker() -> Optional[str]:
-    """Make g++ link Inductor's kernels with a fast linker and against libtorch stubs (_LD_SHIM);
-    returns the linker's path, or None when nothing was changed.
+    """Make g++ link actsearch's Inductor kernels with a fast linker and against libtorch stubs
+    (_LD_SHIM); returns the linker's path, or None when nothing was set up.
 
     Every CPU kernel Inductor builds is one g++ call that compiles and then links the kernel against
     libtorch, libtorch_cpu and libtorch_python.  GNU ld (bfd) spends ~0.4 s of that reading
     libtorch_cpu's symbol table, gold ~0.15-0.2 s, and the stubs make the link itself ~0.01 s (measured
     per candidate by benchmarks/compile_linker.py [--stubs]).  Inductor has no setting for linker
     flags, so this uses gcc's own lookup: gcc searches the directories in COMPILER_PATH for its
-    subprograms (`ld` among them) before PATH, and Inductor's g++ calls inherit this process's
-    environment.  That directory holds `ld` (the shim) and `linker` (a link to the linker the shim
-    runs: the first of FAST_LINKERS on PATH, else `ld`), so the assembler and compiler are unchanged.
+    subprograms (`ld` among them) before PATH.  That directory holds `ld` (the shim) and `linker` (a
+    link to the linker the shim runs: the first of FAST_LINKERS on PATH, else `ld`), so the assembler
+    and compiler are unchanged.  COMPILER_PATH is set by a g++ wrapper (_CXX_WRAPPER) that actsearch's
+    compiles name as Inductor's compiler (linker_options: the cpp.cxx option), never in this
+    process's environment: the user's own torch.compile, and every other program this process or its
+    Ray workers start, run the real g++ and linker.  All of it lives in a directory private to this
+    user (_private_link_root).
 
-    Left alone when the user set COMPILER_PATH (one that a parent process set here, as Ray workers
-    inherit it, is reported as that linker), or ACTSEARCH_LINKER=default; ACTSEARCH_LINKER=<name or
-    path> picks a linker.  Idempotent and thread-safe; call before anything compiles."""
-    global _linker_done, _linker
+    Left alone when the user set COMPILER_PATH (one that an older actsearch parent process set is
+    reported as that linker), or ACTSEARCH_LINKER=default, or ACTSEARCH_TORCH_PRIVATE=0 (the
+    compile's own g++ then); ACTSEARCH_LINKER=<name or path> picks a linker.  Idempotent and
+    thread-safe."""
+    global _linker_done, _linker, _cxx_options
     if _linker_done:
         return _linker
     with _linker_lock:
         if _linker_done:
             return _linker
         _linker_done = True
+        _cxx_options = {}
         choice = os.environ.get("ACTSEARCH_LINKER", "")
         inherited = os.environ.get("COMPILER_PATH")
         if inherited:
             _linker = _inherited_linker(Path(inherited))
             return _linker
-        if choice == "default":
+        if choice == "default" or not torch_compat.active("fast_linker"):
             return None
         candidates = (choice,) if choice else (*FAST_LINKERS, "ld")
         found = next((p for p in (shutil.which(c) for c in candidates) if p), None)
-        if found is None:
+        cxx = _gcc_compiler()
+        if found is None or cxx is None:
             return None
-        root = _link_root()
-        link_dir = root / Path(found).name
         try:
-            link_dir.mkdir(parents=True, exist_ok=True)
+            root = _private_link_root()
+            link_dir = root / Path(found).name
+            link_dir.mkdir(mode=0o700, exist_ok=True)
             linker, ld = link_dir / "linker", link_dir / "ld"
             if not (linker.is_symlink() and os.readlink(linker) == found):
                 _write_atomically(linker, lambda tmp: tmp.symlink_to(found))
@@ -174,129 +232,80 @@ def use_fast_linker() -> Optional[str]:
                     torch_libs="|".join(f"-l{name}" for name in TORCH_LIBS))
             except (OSError, subprocess.SubprocessError):
                 shim = None  # no gcc to build the stubs with: the fast linker alone
-            if shim is not None and (ld.is_symlink() or not ld.exists() or ld.read_text() != shim):
-                def write(tmp: Path) -> None:
-                    tmp.write_text(shim)
-                    tmp.chmod(0o755)
-
-                _write_atomically(ld, write)
+            _write_script(ld, shim)
             # a script in a noexec /tmp would make every link fail: then the bare linker, no stubs
             if shim is None or subprocess.run([str(ld), "--version"], capture_output=True, timeout=30).returncode:
                 if not (ld.is_symlink() and os.readlink(ld) == found):
                     _write_atomically(ld, lambda tmp: tmp.symlink_to(found))
+            wrapper = link_dir / "bin" / Path(cxx).name
+            wrapper.parent.mkdir(mode=0o700, exist_ok=True)
+            _write_script(wrapper, _CXX_WRAPPER.format(link_dir=shlex.quote(str(link_dir)), cxx=shlex.quote(cxx)))
+            if subprocess.run([str(wrapper), "--version"], capture_output=True, timeout=30).returncode:
+                return None  # the wrapper cannot run (noexec): Inductor's own g++ and linker
         except (OSError, subprocess.SubprocessError):
             return None  # read-only /tmp and the like: keep the default linker
-        os.environ["COMPILER_PATH"] = str(link_dir)
+        _cxx_options = {"cpp.cxx": (str(wrapper),)}
         _linker = found
         return found
 
 
-_patch_lock = threading.Lock()  # Inductor classes wrapped here are wrapped once
+def _write_script(path: Path, text: Optional[str]) -> None:
+    """An executable script with `text` at `path` (atomically), unless it is there already."""
+    if text is not None and (path.is_symlink() or not path.exists() or path.read_text() != text):
+        def write(tmp: Path) -> None:
+            tmp.write_text(text)
+            tmp.chmod(0o700)
+
+        _write_atomically(path, write)
+
+
+def linker_options() -> dict:
+    """The Inductor options that make a compile use the fast linker (use_fast_linker): the g++
+    wrapper as cpp.cxx; {} when there is none."""
+    use_fast_linker()
+    return dict(_cxx_options)
+
+
+def inductor_options(options: dict) -> dict:
+    """What every actsearch compile hands Inductor: `options` plus linker_options, without the keys
+    this torch's Inductor does not have (torch_compat.filter_inductor_options: dropped with a warning)."""
+    return torch_compat.filter_inductor_options({**options, **linker_options()})
 
 
 def skip_repeated_dtype_rule_setup() -> bool:
-    """Make Inductor's DtypePropagationOpsHandler set up its dtype rules once, not at every op it emits.
-
-    The handler is a singleton made in __new__, but Python runs __init__ after every construction, and
-    Inductor constructs it for every op of every kernel it writes: each time, __init__ sets one rule per
-    op (~200 setattr) and checks them against dir(self).  In our compiles that cost 0.2-0.4 ms per
-    emitted op, 0.4 s of the tanh-GELU compile.  pytorch PR #192820 makes the same change upstream
-    (skip while the rule registry is unchanged, so a rule registered later still gets picked up); this
-    wrapper does it for torch releases without it, and only wraps the class once.  Returns whether
-    the wrapper is installed; a torch without this class is left alone."""
-    try:
-        from torch._inductor import dtype_propagation, utils
-    except ImportError:
-        return False
-    cls = getattr(dtype_propagation, "DtypePropagationOpsHandler", None)
-    rules = getattr(utils, "op_dtype_propagation_rules", None)
-    if cls is None or not isinstance(rules, dict):
-        return False
-    with _patch_lock:
-        setup = cls.__init__
-        if getattr(setup, "_actsearch_once", False):
-            return True
-
-        def __init__(self) -> None:
-            rules = utils.op_dtype_propagation_rules
-            if self.__dict__.get("_actsearch_rules") == rules:
-                return  # the common case, at every emitted op: one dict comparison, no copy
-            snapshot = dict(rules)
-            setup(self)
-            self._actsearch_rules = snapshot
-
-        __init__._actsearch_once = True  # type: ignore[attr-defined]
-        __init__._actsearch_original = setup  # type: ignore[attr-defined]  # benchmarks compare both
-        cls.__init__ = __init__
-    return True
-
-
-_deferral = threading.local()
+    """Whether actsearch's compiles set Inductor's dtype rules up once rather than at every emitted op
+    (torch_compat "dtype_rules_once": DtypePropagationOpsHandler.__init__ wrapped inside
+    torch_compat.compile_scope only, restored after).  A torch without this class is left alone."""
+    return torch_compat.active("dtype_rules_once")
 
 
 def defer_builds_possible() -> bool:
-    """Make Inductor's module loads deferrable (`deferred_builds`); returns whether they are.
+    """Whether Inductor's module loads inside actsearch's compiles are deferrable (`deferred_builds`).
 
     A module Inductor loads starts its kernels' C++ builds in Inductor's compile thread pool (with more
-    than one compile thread) and ends in `AsyncCompile.wait(globals())`, which waits for them.  The
-    wrapper lets a thread inside `deferred_builds` skip that wait and finish it later
+    than one compile thread) and ends in `AsyncCompile.wait(globals())`, which waits for them.  Inside
+    torch_compat.compile_scope, a thread inside `deferred_builds` skips that wait and finishes it later
     (`finish_builds`): two graphs then build at once, each g++ on its own core, while their Python
     compile (trace, lowering, codegen) stays one at a time under the compile lock.  Every other
-    thread, and this one outside the block, waits as before.  Idempotent; a torch without this
-    AsyncCompile.wait is left alone."""
-    try:
-        from torch._inductor.async_compile import AsyncCompile, get_compile_threads
-    except ImportError:
-        return False
-    if get_compile_threads() <= 1:
-        return False  # builds run synchronously inside the load: nothing to overlap
-    with _patch_lock:
-        original = AsyncCompile.wait
-        if getattr(original, "_actsearch_deferrable", False):
-            return True
-
-        def wait(self, scope) -> None:
-            pending = getattr(_deferral, "pending", None)
-            if pending is None:
-                return original(self, scope)
-            pending.append((self, scope))  # finish_builds waits, after the compile lock is released
-
-        wait._actsearch_deferrable = True  # type: ignore[attr-defined]
-        wait._actsearch_original = original  # type: ignore[attr-defined]
-        AsyncCompile.wait = wait
-    return True
+    thread, and this one outside the block, waits as before."""
+    return torch_compat.active("deferred_builds")
 
 
-@contextlib.contextmanager
-def deferred_builds():
-    """Within the block, this thread's Inductor module loads return before their C++ builds finish;
-    yields the list of pending waits to hand to finish_builds (after which the module's kernels are
-    callable, or the build's error is raised)."""
-    pending: list = []
-    outer = getattr(_deferral, "pending", None)
-    _deferral.pending = pending
-    try:
-        yield pending
-    finally:
-        _deferral.pending = outer
-
-
-def finish_builds(pending: list) -> None:
-    from torch._inductor.async_compile import AsyncCompile
-
-    original = getattr(AsyncCompile.wait, "_actsearch_original", AsyncCompile.wait)
-    while pending:
-        compiler, scope = pending.pop(0)
-        original(compiler, scope)
+deferred_builds = torch_compat.deferred_builds
+finish_builds = torch_compat.finish_builds
 
 
 def prepare_inductor() -> None:
-    """What every compile here needs first: the fast linker and the dtype-rule setup done once.
-    ACTSEARCH_INDUCTOR_PATCHES=0 leaves Inductor's classes untouched."""
+    """What every compile here needs first: the fast linker's directory.  Inductor's classes are
+    patched only within actsearch's compiles (torch_compat.compile_scope); ACTSEARCH_INDUCTOR_PATCHES=0
+    or ACTSEARCH_TORCH_PRIVATE=0 leaves them untouched."""
     use_fast_linker()
-    if os.environ.get("ACTSEARCH_INDUCTOR_PATCHES", "1") != "0":
-        skip_repeated_dtype_rule_setup()
-        defer_builds_possible()
+
+
+def traced_graphs_enabled() -> bool:
+    """Whether generated functions are traced and compiled without Dynamo (TracedGraph): on unless
+    ACTSEARCH_TRACED_GRAPHS=0 or the private feature is off (torch_compat "traced_graphs")."""
+    return TRACED_GRAPHS and torch_compat.active("traced_graphs")
 
 
 def compile_fused(fn: Callable, elementwise: bool = False) -> Callable:
@@ -306,7 +315,7 @@ def compile_fused(fn: Callable, elementwise: bool = False) -> Callable:
 
     prepare_inductor()
     options = ELEMENTWISE_OPTIONS if elementwise else INDUCTOR_OPTIONS
-    return torch.compile(fn, dynamic=True, fullgraph=True, options=dict(options))
+    return torch.compile(fn, dynamic=True, fullgraph=True, options=inductor_options(options))
 
 
 # Population graphs (kernels/population.py) are elementwise too; static shapes, so no loop-tail setting.
@@ -338,7 +347,7 @@ class PopulationGraph:
                        else (type(a), a) for a in args)
         graph = self.graphs.get(layout)
         if graph is None:
-            if TRACED_GRAPHS and all(isinstance(a, torch.Tensor) for a in args):
+            if traced_graphs_enabled() and all(isinstance(a, torch.Tensor) for a in args):
                 try:
                     graph = compile_graph(self.fn, args, dynamic=False, options=POPULATION_OPTIONS)
                 except Exception as exc:  # noqa: BLE001 - degrade to torch.compile, never crash
@@ -346,8 +355,11 @@ class PopulationGraph:
             if graph is None:
                 if self._compiled is None:
                     self._compiled = torch.compile(self.fn, dynamic=False, fullgraph=True,
-                                                   options=dict(POPULATION_OPTIONS))
-                graph = self._compiled
+                                                   options=inductor_options(POPULATION_OPTIONS))
+                with torch_compat.compile_scope():  # torch.compile compiles this layout now
+                    out = self._compiled(*args)
+                self.graphs[layout] = self._compiled
+                return out
             self.graphs[layout] = graph
         return graph(*args)
 
@@ -447,10 +459,8 @@ class TracedGraph:
         self.source_code, self.single = source_code, single
         self.symbols = symbols  # size symbol -> [argument index, dimension] it is read from
         self.guards = guards    # encode_guard trees; all must hold
-        if call is None:
-            from torch._inductor.codecache import PyCodeCache
-
-            call = PyCodeCache.load(source_code).call
+        if call is None:  # the options it was compiled with: its kernel is the same Inductor cache entry
+            call = torch_compat.load_module(source_code, linker_options())
         self._call = call
 
     def holds(self, args) -> bool:
@@ -478,31 +488,13 @@ class TracedGraph:
         return cls(d["source_code"], bool(d["single"]), dict(d["symbols"]), list(d["guards"]))
 
 
-_trace_lock = threading.Lock()
-
-
-def _compile_lock():
-    """Dynamo's own compile lock where torch has it, so a traced compile and a torch.compile in another
-    thread never share Inductor's process-wide state (its config patches, tracing context); else ours."""
-    try:
-        from torch._dynamo.convert_frame import compile_lock
-    except ImportError:
-        return _trace_lock
-    return compile_lock
-
-
 def compile_graph(fn: Callable, args, elementwise: bool = True, dynamic: bool = True,
                   options: Optional[dict] = None) -> TracedGraph:
     """Trace `fn` on `args` and compile it with Inductor: with symbolic sizes (dynamic; contiguous
     tensors, see shape_pattern) or for exactly these shapes and strides (static; PopulationGraph);
     ELEMENTWISE_OPTIONS for graphs of elementwise ops unless `options` are given.  Raises when tracing
     or compiling fails or a guard cannot be encoded; callers then fall back to torch.compile."""
-    import sympy
     import torch
-    from torch._guards import detect_fake_mode
-    from torch._inductor.compile_fx import compile_fx_inner
-    from torch._inductor.decomposition import select_decomp_table
-    from torch.fx.experimental.proxy_tensor import make_fx
 
     prepare_inductor()
     single = []
@@ -514,35 +506,27 @@ def compile_graph(fn: Callable, args, elementwise: bool = True, dynamic: bool = 
 
     if options is None:
         options = ELEMENTWISE_OPTIONS if elementwise else INDUCTOR_OPTIONS
-    # make_fx raises FX's process-wide "symbolic tracing" flag, and a torch.compile'd function called
-    # in another thread meanwhile would refuse to run ("FX to symbolically trace a dynamo-optimized
-    # function"); inside a compile session (the flag Dynamo raises while AOTAutograd traces) it runs.
-    session = getattr(torch.compiler, "_compile_session_context", contextlib.nullcontext)
-    with _compile_lock(), session(), torch.no_grad():  # Inductor's compile state is process-wide
-        gm = make_fx(as_tuple, tracing_mode="symbolic" if dynamic else "fake",
-                     decomposition_table=select_decomp_table())(*[a.detach() for a in args])
-        inputs = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
-        shape_env = detect_fake_mode(inputs).shape_env
-        with torch._inductor.config.patch(dict(options)):
-            compiled = compile_fx_inner(gm, inputs, is_inference=True)
+    # make_fx, compile_fx_inner, Dynamo's compile lock, the compile session: torch_compat (Unavailable
+    # when traced graphs are off there: the caller's torch.compile then)
+    compiled, inputs, shape_env = torch_compat.trace_and_compile(as_tuple, args, dynamic, inductor_options(options))
     if getattr(compiled, "constants", None) or not isinstance(getattr(compiled, "source_code", None), str):
         raise RuntimeError("graph has tensor constants or no module source")
     # Each size >= 2 was traced as its own symbol (equal sizes: one symbol), read back from the input
     # it came from.  The guards are the trace's and Inductor's, as recorded, plus every replacement the
     # shape environment made (a size specialised to a constant, or set equal to another): written
     # as guards, so a size that a replacement folded into the code is checked, never assumed.
+    import sympy
+
     symbols: dict = {}
     for i, t in enumerate(inputs):
         for d, size in enumerate(t.shape):
-            if isinstance(size, torch.SymInt):
-                raw = size.node._expr
-                if not isinstance(raw, sympy.Symbol):
-                    raise RuntimeError(f"input size traced as {raw}, not a symbol")
-                symbols.setdefault(raw.name, [i, d])
-    guard_exprs = []
-    if shape_env is not None:  # static traces have none
-        guard_exprs = [g.expr for g in shape_env.guards]
-        guard_exprs += [sympy.Eq(sym, value) for sym, value in shape_env.replacements.items()]
+            raw = torch_compat.size_symbol(size)
+            if raw is None:
+                continue
+            if not isinstance(raw, sympy.Symbol):
+                raise RuntimeError(f"input size traced as {raw}, not a symbol")
+            symbols.setdefault(raw.name, [i, d])
+    guard_exprs = torch_compat.shape_guards(shape_env)  # static traces have none
     guards = [encode_guard(e) for e in guard_exprs]
     missing = {name for tree in guards for name in _symbol_names(tree)} - set(symbols)
     if missing:
