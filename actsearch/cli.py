@@ -523,6 +523,111 @@ def _print_eval(r: dict) -> None:
     out.print(f"[bold]multi-task score {r['score']:+.3f}[/] for {c['canonical']} ({c['id']})")
 
 
+@app.command("tune")
+def tune_cmd(
+    formula: str = typer.Argument(..., help="A formula with learnable parameters, e.g. 'x*(lam*exp(-kappa*x) + 1)**(-1/lam)'."),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="NAME=VALUE default initial value (the centre of its range)."),
+    range_: Optional[List[str]] = typer.Option(None, "--range", help="NAME=LOW:HIGH search range of a parameter "
+                                               "(default: [v/4, 4v] log scale around the default v; [-1, 1] for 0)."),
+    tasks: Optional[str] = typer.Option("mnist1d-mlp", "--tasks", help="Comma-separated tasks, 'all' or 'layers'."),
+    trials: int = typer.Option(16, "--trials", help="Optuna trials (the default initial values are trial 0)."),
+    batch: int = typer.Option(4, "--batch", help="Trials asked at once and trained as one population."),
+    seeds: int = typer.Option(2, "--seeds", help="Tuning seeds (0..n-1), paired across trials and baselines."),
+    validate_seeds: int = typer.Option(3, "--validate-seeds", help="Fresh seeds on which the best trial is compared with the default (0: skip)."),
+    sampler: str = typer.Option("tpe", "--sampler", help="Optuna sampler: tpe, random, qmc, gp, cmaes (needs the cmaes package)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: each task's budget)."),
+    seed: int = typer.Option(0, "--seed", help="Sampler seed."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (e.g. sqlite:///tune.db): resumable, and "
+                                          "readable by optuna-dashboard."),
+    threads: int = typer.Option(2, "--threads", help="torch threads."),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Tune a candidate's initial parameter values with Optuna's samplers; the best is checked on fresh seeds."""
+    from actsearch.tuning import SAMPLERS
+
+    try:
+        candidate = load_candidate(formula, param)
+        if not candidate.params:
+            raise CLIError(f"{candidate.formula} has no learnable parameters to tune (give them with -p NAME=VALUE)")
+        ranges = {}
+        for item in range_ or []:
+            name, sep, span = item.partition("=")
+            lo, sep2, hi = span.partition(":")
+            try:
+                if not (sep and sep2):
+                    raise ValueError
+                ranges[name.strip()] = (float(lo), float(hi))
+            except ValueError:
+                raise CLIError(f"--range expects NAME=LOW:HIGH (e.g. --range beta=0.1:10), got {item!r}") from None
+        if sampler not in SAMPLERS:
+            raise CLIError(f"unknown --sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+        for flag, v, low in (("--trials", trials, 1), ("--batch", batch, 1), ("--validate-seeds", validate_seeds, 0)):
+            if v < low:
+                raise CLIError(f"{flag} must be >= {low}, got {v}")
+        _check_training_options(seeds, steps, threads)
+        if not _split(tasks):
+            raise CLIError("--tasks is empty; name at least one task (see `actsearch tasks`)")
+    except CLIError as exc:
+        raise _fail(str(exc))
+    import torch
+
+    from actsearch.tasks import resolve_tasks
+    from actsearch.tuning import tune_initial_params
+
+    torch.set_num_threads(threads)
+    try:
+        task_names = [t.name for t in resolve_tasks(_split(tasks))]
+        with err.status("tuning") as status:
+            result = tune_initial_params(candidate, task_names, trials=trials, batch=batch, seeds=seeds,
+                                         sampler=sampler, ranges=ranges, seed=seed, validate_seeds=validate_seeds,
+                                         steps=steps, storage=storage,
+                                         progress=lambda done, total: status.update(f"tuning: {done}/{total} trials"))
+    except ValueError as exc:
+        raise _fail(str(exc))
+    if as_json:
+        _json(result.to_dict())
+        return
+    table = Table(title=f"{result.formula}: {len(result.trials)} trials ({result.sampler}), seeds "
+                        f"{', '.join(map(str, result.tuning_seeds))} of {', '.join(result.tasks)}", title_justify="left")
+    for col in ("trial", "initial values", "score"):
+        table.add_column(col, justify="right" if col != "initial values" else "left")
+    ranked = sorted(result.trials, key=lambda t: (t.score is None, -(t.score or 0.0), t.number))
+    for t in ranked[:10]:
+        vals = ", ".join(f"{k}={v:.4g}" for k, v in t.params.items()) + ("  (default)" if t.default else "")
+        table.add_row(str(t.number), vals, "rejected" if t.score is None else f"{t.score:+.3f}")
+    out.print(table)
+    best = ", ".join(f"{k}={v:.4g}" for k, v in result.best_params.items())
+    out.print(f"best initial values: {best}  (score {result.best_score:+.3f}; default {result.default_score:+.3f})")
+    for c in result.validation:
+        if c.ci is None and c.verdict == "the default is best":
+            out.print(f"  {c.task}: the default initial values are the best trial")
+            continue
+        color = {"better": "green", "worse": "red"}.get(c.verdict, "yellow")
+        out.print(f"  {c.task}, fresh seeds {c.seeds[0]}..{c.seeds[-1]}: best {c.best:.4f} vs default {c.default:.4f}, "
+                  f"diff {c.diff:+.4f} {_fmt_ci(c.ci, 4)} [{color}]{c.verdict}[/]")
+
+
+@app.command("families")
+def families_cmd(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")):
+    """The parametric families of the `families` and `polynorm` search spaces: members, paper starts, references."""
+    from actsearch.families import FAMILY_TABLE, FIT_TARGETS
+
+    rows = [{"family": f.name, "title": f.title, "kind": f.kind, "structures": list(f.structures),
+             "formula": {s: f.formula(s) for s in f.structures}, "reference": f.reference, "year": f.year,
+             "fit_targets": list(FIT_TARGETS) if f.kind == "activation" else []} for f in FAMILY_TABLE.values()]
+    if as_json:
+        _json(rows)
+        return
+    table = Table(title="parametric families (search spaces `families`, `polynorm`)", title_justify="left")
+    for col in ("family", "kind", "members", "example", "reference"):
+        table.add_column(col)
+    for r in rows:
+        first = r["structures"][0]
+        table.add_row(r["family"], r["kind"], " ".join(r["structures"]), r["formula"][first][:60],
+                      f"{r['reference'].split(',')[0]} {r['year']}")
+    out.print(table)
+
+
 REF_LABELS = {"relu": "ReLU", "bn-relu": "BN-ReLU"}
 
 
@@ -631,15 +736,21 @@ def search(
         if live is not None:
             live.update(progress_line(st))
 
+    import contextlib
+
+    # with --json, stdout carries the summary alone: Ray's driver prints cluster events ("(raylet) Raylet is
+    # terminated" when a node dies) with print(), which would land in front of it; they go to stderr
+    quiet_stdout = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
-        driver = SearchDriver(cfg, run_dir, resume=resume, progress=show)
-        if live:
-            live.start()
-        try:
-            summary = driver.run()
-        finally:
+        with quiet_stdout:
+            driver = SearchDriver(cfg, run_dir, resume=resume, progress=show)
             if live:
-                live.stop()
+                live.start()
+            try:
+                summary = driver.run()
+            finally:
+                if live:
+                    live.stop()
     except (ValueError, StoreError, RuntimeError) as exc:
         raise _fail(str(exc))
     except OSError as exc:  # e.g. --run-dir under a file: NotADirectoryError from creating it
@@ -655,6 +766,8 @@ def search(
     _print_top(run_dir, top_rows(run_dir, 10))
     if summary.get("validation"):
         _print_validation(summary["validation"])
+    if os.path.exists(os.path.join(run_dir, "optuna.db")):
+        out.print(f"dashboard: optuna-dashboard sqlite:///{os.path.join(run_dir, 'optuna.db')}  (docs/dashboard.md)")
 
 
 def _print_rungs(summary: dict) -> None:
@@ -725,6 +838,7 @@ def top_rows(run_dir: str, n: int, references: bool = True) -> list[dict]:
     scored on the highest rung's tasks and seeds they have, in their ranked places.  With per-task
     objectives (`--objectives tasks`) each candidate row says whether it is on the Pareto front of the
     per-task scores (`"pareto"`; null otherwise)."""
+    from actsearch.learned import learned_params
     from actsearch.staging import ranking_key
     from actsearch.store import ResultStore
 
@@ -748,7 +862,9 @@ def top_rows(run_dir: str, n: int, references: bool = True) -> list[dict]:
             ci_ref = _finite_ci(vs[ref].get("ci")) if ref in vs else None
             est = r["estimate"] or {}
             v = verdicts.get(r["id"])
+            learned = learned_params(r["report"], r["params"], default_task=(cfg.get("tasks") or [None])[0])
             rows.append({"id": r["id"], "formula": r["formula"], "canonical": r["canonical"], "params": r["params"],
+                         "learned": [p.to_dict() for p in learned],
                          "score": r["score"], "ci": _finite_ci(r["ci"]), "lcb": r["lcb"], "rung": r["rung"],
                          "tasks": est.get("tasks") or list(tasks),
                          "seeds": est.get("seeds") or r["report"].get("seeds", []),
@@ -810,7 +926,7 @@ def _reference_rows(store) -> list[dict]:
             if est.score is not None:
                 pool = spread.get(rung.index)
                 ci = pool.interval(est.score, len(est.seeds)) if pool is not None else None
-                rows.append({"id": f"baseline:{b}", "formula": b, "canonical": b, "params": {},
+                rows.append({"id": f"baseline:{b}", "formula": b, "canonical": b, "params": {}, "learned": [],
                              "score": est.score, "ci": _finite_ci(ci), "lcb": ci[0] if ci else None,
                              "rung": rung.index,
                              "tasks": est.tasks, "seeds": est.seeds, "task_scores": est.task_scores, "pareto": None,
@@ -837,7 +953,9 @@ def _print_top(run_dir: str, rows: list[dict]) -> None:
         title += "; * = on the Pareto front of the per-task scores"
     t = Table(title=title)
     cols = ["#", "score [95% CI]", "rung: tasks x seeds"] + (tasks if len(tasks) > 1 else [])
-    cols += (["front"] if per_task else []) + ["formula", "nearest known", "validation", "id"]
+    learned = any(r.get("learned") for r in rows)  # trained parameter values: initial -> median over seeds, layers
+    cols += (["front"] if per_task else []) + ["formula"] + (["learned"] if learned else []) + [
+        "nearest known", "validation", "id"]
     for col in cols:
         t.add_column(col)
 
@@ -852,15 +970,23 @@ def _print_top(run_dir: str, rows: list[dict]) -> None:
         tasks_seeds = f"{r['rung']}: {len(r['tasks'])} x {len(r['seeds'])}"
         if r["reference"]:
             t.add_row("", f"[dim]{_score_ci(r)}[/]", f"[dim]{tasks_seeds}[/]", *(f"[dim]{x}[/]" for x in per(r)),
-                      *([""] if per_task else []), f"[dim]{r['formula']} (baseline)[/]", "", "", "")
+                      *([""] if per_task else []), f"[dim]{r['formula']} (baseline)[/]", *([""] if learned else []),
+                      "", "", "")
             continue
         i += 1
         near = "novel" if r["novel"] else f"{r['nearest']['name']} ({r['nearest']['distance']:.3f})"
         score = _score_ci(r) + (" (rejected)" if r["rejected"] else "")
         v = r["validation"]
         t.add_row(str(i), score, tasks_seeds, *per(r), *(["*" if r.get("pareto") else ""] if per_task else []),
-                  escape(r["canonical"][:50]), near, escape(v["verdict"]) if v else "", r["id"])
+                  escape(r["canonical"][:50]), *([escape(_learned_cell(r))] if learned else []), near,
+                  escape(v["verdict"]) if v else "", r["id"])
     out.print(t)
+
+
+def _learned_cell(row: dict) -> str:
+    from actsearch.learned import LearnedParam, learned_text
+
+    return learned_text([LearnedParam(**p) for p in row.get("learned") or []])
 
 
 @app.command()

@@ -100,35 +100,13 @@ def trained_param_values(report: Mapping, task: Optional[str] = None,
     """The trained parameter values to export from a candidate's evaluation report (as `evaluate` gives
     it, or a run's results.report): for each parameter the median over the seeds and layers of `task`
     (default: `default_task`, the run's first search task, when the report trained it, else the report's
-    first task with trained parameters); a per-channel layer entry counts with its median over channels.
-    Returns ({name: value}, what the median is over, for the docstring).  A ValueError when the report
-    holds no trained parameters (for that task)."""
-    tasks = report.get("tasks", {})
-    trained = {name: t["params"] for name, t in tasks.items() if t.get("params")}
-    if task is None:
-        task = default_task if default_task in trained else next(iter(trained), None)
-        if task is None:
-            raise ValueError("the report holds no trained parameters (a candidate without learnable parameters, "
-                             "every seed rejected, or a run recorded before trained parameters were kept); "
-                             "export the initial values with --params initial")
-    elif task not in trained:
-        have = ", ".join(trained) or "none"
-        why = "was not evaluated on it" if task not in tasks else "has no trained parameters for it"
-        raise ValueError(f"the candidate {why}: task {task!r} (tasks with trained parameters: {have})")
-    per_seed = trained[task]
-    pooled: dict[str, list[float]] = {}
-    layers = set()
-    for seed_params in per_seed.values():
-        for pname, per_layer in seed_params.items():
-            layers.add(len(per_layer))
-            pooled.setdefault(pname, []).extend(
-                float(v["median"]) if isinstance(v, Mapping) else float(v) for v in per_layer)
-    values = {n: statistics.median(v) for n, v in pooled.items()}
-    seeds = sorted(per_seed, key=lambda k: int(k) if str(k).isdigit() else str(k))
-    n_layers = "/".join(str(n) for n in sorted(layers))
-    what = (f"median over task {task}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; "
-            f"{n_layers} layer{'s' if n_layers != '1' else ''} each")
-    return values, what
+    first task with trained parameters); a per-channel layer entry counts with its median over channels
+    (actsearch.learned.pooled_params).  Returns ({name: value}, what the median is over, for the
+    docstring).  A ValueError when the report holds no trained parameters (for that task)."""
+    from actsearch.learned import pooled_params
+
+    pooled = pooled_params(report, task, default_task)
+    return {n: statistics.median(v) for n, v in pooled.values.items()}, pooled.describe()
 
 
 def _docstring(candidate: Candidate, name: str, fmt: str, provenance: Optional[Mapping[str, str]],

@@ -14,6 +14,8 @@ coefficients on the safe form itself, whose residual is what the network starts 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Callable, Union
 
 import numpy as np
@@ -109,3 +111,243 @@ def rational_candidate(m: int = 5, n: int = 4, target: Union[str, Callable] = "l
 
     fit = fit_rational(target, m, n)
     return parse_formula(rational_formula(m, n), params=fit.params)
+
+
+# ---- the families as data: formula and paper initialisation per structure ----------------------------
+# Every family below is a formula of the formula language with learnable parameters (one scalar per
+# activation layer on activation tasks; per channel in a layer module), the paper's initialisation, and
+# an optional fit of that initialisation to a named activation (`family_params`).
+FIT_TARGETS = ("relu", "leaky_relu", "gelu", "silu", "tanh", "elu")   # catalog names a family can start as
+PAPER = "paper"                                                       # the family's published initialisation
+SIGNIFICANT = 6   # fitted initial values are rounded to 6 significant digits: the same ids on every machine
+
+
+@dataclass(frozen=True)
+class Family:
+    """A parametric family: `structures` name its members (a degree, a gate, ...); `formula(s)` and
+    `paper(s)` give a member's formula text and its published initial parameters; `bounds` keep a fit
+    of the initial parameters inside the family's safe region (e.g. APA's lambda > 0)."""
+    name: str
+    title: str
+    reference: str
+    year: int
+    structures: tuple
+    formula: Callable[[str], str]
+    paper: Callable[[str], dict]
+    kind: str = "activation"          # "layer": a tensor-to-tensor layer (moments); trained on layer tasks
+    bounds: tuple = ()                # ((parameter, low, high), ...)
+    fixed: tuple = ()                 # structures without learnable parameters
+    paper_target: str = ""            # the fit target the paper's initialisation is (PAU: leaky_relu)
+
+    def fittable(self, structure: str) -> bool:
+        """Whether the member has initial parameters a fit to a target can set (layers: never)."""
+        return self.kind == "activation" and structure not in self.fixed
+
+
+def _rational_degrees(structure: str) -> tuple[int, int]:
+    m, _, n = structure.partition("/")
+    return int(m), int(n)
+
+
+def _catalog_formula(name: str) -> str:
+    from actsearch.catalog_data import CATALOG_ENTRIES
+
+    return next(e["formula"] for e in CATALOG_ENTRIES if e["name"] == name)
+
+
+def _catalog_params(name: str) -> dict:
+    from actsearch.catalog_data import CATALOG_ENTRIES
+
+    return dict(next(e["params"] for e in CATALOG_ENTRIES if e["name"] == name))
+
+
+def polyrelu_formula(degree: int) -> str:
+    """PolyReLU of `degree` (PolyCom, Zhuo et al. 2024): sum_i a_i relu(x)^i."""
+    return " + ".join("a1*relu(x)" if i == 1 else f"a{i}*relu(x)**{i}" for i in range(1, degree + 1))
+
+
+POLYNORM_EPS = 1e-6
+POLYNORM_SCOPES = ("layer", "instance", "group")
+
+
+def polynorm_formula(degree: int, scope: str = "layer") -> str:
+    """PolyNorm of `degree` (PolyCom, Zhuo et al. 2024): sum_i a_i x^i / rms(x^i), where rms(u) =
+    sqrt(mean(u^2) + eps) is taken with the moment primitive `<scope>_mean` (layer: over channels and
+    positions per sample, the RMSNorm of a token's hidden vector; instance: per sample and channel; group:
+    per sample and channel group).  The layer module's per-channel affine plays the paper's bias."""
+    if scope not in POLYNORM_SCOPES:
+        raise ValueError(f"unknown PolyNorm scope {scope!r}; valid: {', '.join(POLYNORM_SCOPES)}")
+    terms = []
+    for i in range(1, degree + 1):
+        power = "x" if i == 1 else f"x**{i}"
+        terms.append(f"a{i}*{power}/sqrt({scope}_mean(x**{2 * i}) + {POLYNORM_EPS:g})")
+    return " + ".join(terms)
+
+
+def _uniform(degree: int) -> dict:
+    return {f"a{i}": 1.0 / degree for i in range(1, degree + 1)}
+
+
+_PAU = "Molina, Schramowski & Kersting, Padé activation units: End-to-end learning of flexible activation functions in deep networks, ICLR"
+_POLYCOM = "Zhuo, Zhao, Chen, Wang, Ma, Yang & Zhou, Polynomial composition activations: Unleashing the dynamics of large language models, arXiv:2411.03884"
+_APA = "Alexandridis, Deng, Zafeiriou & Kotsia, Adaptive parametric activation, ECCV"
+_XGATE = "Huang, Expanded gating ranges improve activation functions, arXiv:2405.20768"
+_RELU2 = "So, Mańke, Liu, Dai, Shazeer & Le, Primer: Searching for efficient transformers for language modeling, NeurIPS"
+
+FAMILY_TABLE: dict[str, Family] = {f.name: f for f in (
+    Family("rational", "Safe rational P(x)/(1 + |Q(x)|) (PAU)", _PAU, 2020, ("3/2", "4/3", "5/4", "6/5"),
+           lambda s: rational_formula(*_rational_degrees(s)),
+           # PAU initialises to leaky ReLU (slope 0.01) by least squares
+           lambda s: family_params("rational", s, "leaky_relu"), paper_target="leaky_relu"),
+    Family("apa", "Adaptive parametric activation x (lambda e^{-kappa x} + 1)^{-1/lambda}", _APA, 2024, ("apa",),
+           lambda s: _catalog_formula("apa"), lambda s: _catalog_params("apa"),
+           bounds=(("lam", 0.05, 10.0), ("kappa", 0.01, 10.0))),
+    Family("xgate", "Expanded gating x ((1 + 2 alpha) gate(x) - alpha)", _XGATE, 2024, ("gelu", "silu", "atlu"),
+           lambda s: _catalog_formula("x" + s), lambda s: _catalog_params("x" + s),
+           bounds=(("alpha", -0.49, 5.0),)),
+    Family("polyrelu", "PolyReLU sum_i a_i relu(x)^i", _POLYCOM, 2024, ("2", "3", "4"),
+           lambda s: polyrelu_formula(int(s)), lambda s: _uniform(int(s))),
+    Family("relu_power", "ReLU^p (p = 2: squared ReLU; p: learnable)", _RELU2, 2021, ("2", "3", "p"),
+           lambda s: "relu(x)**p" if s == "p" else f"relu(x)**{s}",
+           lambda s: {"p": 2.0} if s == "p" else {}, bounds=(("p", 0.5, 4.0),), fixed=("2", "3")),
+    Family("polynorm", "PolyNorm sum_i a_i x^i / rms(x^i)", _POLYCOM, 2024,
+           tuple(f"{d}/{s}" for d in (2, 3) for s in POLYNORM_SCOPES),
+           lambda s: polynorm_formula(int(s.partition("/")[0]), s.partition("/")[2]),
+           lambda s: _uniform(int(s.partition("/")[0])), kind="layer"),
+)}
+
+
+def _rounded(params: dict) -> dict:
+    return {k: float(f"{v:.{SIGNIFICANT}g}") for k, v in params.items()}
+
+
+def get_family(name: str) -> Family:
+    try:
+        return FAMILY_TABLE[name]
+    except KeyError:
+        raise ValueError(f"unknown family {name!r}; valid: {', '.join(FAMILY_TABLE)}") from None
+
+
+@dataclass
+class FamilyFit:
+    """A family member's initial parameters fitted to a target activation (least squares on FIT_RANGE)."""
+    family: str
+    structure: str
+    target: str
+    params: dict
+    max_error: float
+    rms_error: float
+
+
+def fit_family(family: str, structure: str, target: str) -> FamilyFit:
+    """Initial parameters of `family`/`structure` that make it closest to the catalog activation `target`
+    on FIT_RANGE: the rational by `fit_rational` (PAU's procedure), the others by
+    scipy.optimize.least_squares from the paper's initialisation within the family's bounds."""
+    from scipy.optimize import least_squares
+
+    from actsearch.formula import parse_formula
+    from actsearch.numeric import evaluate
+
+    fam = get_family(family)
+    if structure not in fam.structures:
+        raise ValueError(f"unknown structure {structure!r} of family {family!r}; valid: {', '.join(fam.structures)}")
+    if not fam.fittable(structure):
+        raise ValueError(f"{family} {structure} has no initial parameters to fit")
+    if fam.name == "rational":
+        fit = fit_rational(target, *_rational_degrees(structure))
+        params = _rounded(fit.params)
+    else:
+        _, fn = _target_function(target)
+        x = np.linspace(*FIT_RANGE, FIT_POINTS)
+        y = np.asarray(fn(x), dtype=float)
+        start = fam.paper(structure)
+        names = list(start)
+        cand = parse_formula(fam.formula(structure), params=start)
+        bounds = {p: (lo, hi) for p, lo, hi in fam.bounds}
+        lo = [bounds.get(n, (-np.inf, np.inf))[0] for n in names]
+        hi = [bounds.get(n, (-np.inf, np.inf))[1] for n in names]
+
+        def residual(v):
+            r = evaluate(cand.safe_expr, x, dict(zip(names, v))) - y
+            return np.where(np.isfinite(r), r, 1e6)
+
+        res = least_squares(residual, [start[n] for n in names], bounds=(lo, hi), method="trf", max_nfev=2000)
+        params = _rounded(dict(zip(names, (float(v) for v in res.x))))
+    err = _fit_error(fam.formula(structure), params, target)
+    return FamilyFit(family, structure, target, params, float(np.max(np.abs(err))), float(np.sqrt(np.mean(err ** 2))))
+
+
+def _fit_error(formula: str, params: dict, target: str) -> np.ndarray:
+    from actsearch.formula import parse_formula
+    from actsearch.numeric import evaluate
+
+    _, fn = _target_function(target)
+    x = np.linspace(*FIT_RANGE, FIT_POINTS)
+    c = parse_formula(formula, params=params)
+    return evaluate(c.safe_expr, x, params) - np.asarray(fn(x), dtype=float)
+
+
+FIT_TABLE_PATH = Path(__file__).with_name("family_fits.json")
+
+
+@lru_cache(maxsize=1)
+def fit_table() -> dict:
+    """The shipped fits (`compute_fit_table`, tested to reproduce): a search space's genomes get the same
+    initial values, hence the same ids, on every machine, without minutes of least squares per process."""
+    import json
+
+    return json.loads(FIT_TABLE_PATH.read_text()) if FIT_TABLE_PATH.exists() else {}
+
+
+@lru_cache(maxsize=None)
+def _family_params_cached(family: str, structure: str, init: str) -> tuple:
+    fam = get_family(family)
+    if init == PAPER or not fam.fittable(structure):
+        return tuple(fam.paper(structure).items())
+    shipped = fit_table().get(f"{family}|{structure}|{init}")
+    if shipped is not None:
+        return tuple(shipped["params"].items())
+    return tuple(fit_family(family, structure, init).params.items())
+
+
+def family_params(family: str, structure: str, init: str = PAPER) -> dict:
+    """Initial parameters of a family member: the paper's (`init="paper"`) or fitted to a target (cached)."""
+    if init != PAPER and init not in FIT_TARGETS:
+        raise ValueError(f"unknown initialisation {init!r}; valid: {', '.join((PAPER,) + FIT_TARGETS)}")
+    return dict(_family_params_cached(family, structure, init))
+
+
+def family_candidate(family: str, structure: str, init: str = PAPER):
+    """A family member as a Candidate, its learnable parameters at their initial values."""
+    from actsearch.formula import parse_formula
+
+    fam = get_family(family)
+    if structure not in fam.structures:
+        raise ValueError(f"unknown structure {structure!r} of family {family!r}; valid: {', '.join(fam.structures)}")
+    return parse_formula(fam.formula(structure), params=family_params(family, structure, init) or None)
+
+
+def compute_fit_table() -> dict:
+    """Every fittable (family, structure, target) of FAMILY_TABLE x FIT_TARGETS, fitted now (minutes):
+    what `actsearch/family_fits.json` holds (`python -m actsearch.families --write-fits`)."""
+    table = {}
+    for fam in FAMILY_TABLE.values():
+        for s in fam.structures:
+            if not fam.fittable(s):
+                continue
+            for target in FIT_TARGETS:
+                fit = fit_family(fam.name, s, target)
+                table[f"{fam.name}|{s}|{target}"] = {"params": fit.params, "max_error": round(fit.max_error, 6),
+                                                     "rms_error": round(fit.rms_error, 6)}
+    return table
+
+
+if __name__ == "__main__":  # pragma: no cover - maintenance entry point
+    import json
+    import sys
+
+    if sys.argv[1:] != ["--write-fits"]:
+        raise SystemExit("usage: python -m actsearch.families --write-fits")
+    path = Path(__file__).with_name("family_fits.json")
+    path.write_text(json.dumps(compute_fit_table(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {path}")

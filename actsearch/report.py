@@ -29,6 +29,9 @@ from typing import Optional
 
 import numpy as np
 
+from actsearch.learned import learned_params, learned_text, learned_values
+from actsearch.rejection import RejectionReason, ScreeningCheck
+
 FOREST_TITLE = "Validation: candidate − baseline (95% CI), fresh seeds"
 SCORE_BY_RUNG_TITLE = "Score by rung"
 PARETO_TITLE = "Pareto front: score vs cost"
@@ -44,11 +47,6 @@ def _png(fig) -> str:
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
-
-
-# the screening module's check codes (actsearch.screening's docstring)
-SCREENING_CHECKS = ("non_finite", "non_finite_gradient", "constant", "linear", "zero_gradient",
-                    "output_too_large", "gradient_too_large", "duplicate", "not_evaluable")
 
 
 def _short(text: str, n: int = MAX_LABEL) -> str:
@@ -231,6 +229,18 @@ def has_cost_objective(cfg: dict, ranked: list[dict]) -> bool:
     return "cost" in objectives and bool(ranked) and all(r.get("cost") is not None for r in ranked)
 
 
+def rejection_reasons(counts: dict, screening_reasons: list) -> Counter:
+    """The rejection-reasons plot's bars: the stored reason codes (the store's `reason_code` column,
+    RejectionReason values) with their counts, screened-out candidates split by the screening check that
+    failed first (ScreeningCheck, read from their stored screening reason), as "screened_out: CHECK"."""
+    reasons = Counter({code: n for code, n in counts.items() if code != RejectionReason.SCREENED_OUT.value})
+    for text in screening_reasons:
+        check = ScreeningCheck.of(text)
+        if check is not None:
+            reasons[f"{RejectionReason.SCREENED_OUT.value}: {check.value}"] += 1
+    return reasons
+
+
 # ------------------------------------------------------------------------------------------ tables
 
 def validation_table(validation: dict) -> str:
@@ -287,12 +297,7 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
         rung_rows = store.rung_rows()
         validation = store.latest_validation()
         n_screened = store.n_screened_out()
-        # by reason code (actsearch.rejection); screened-out candidates by the screening check that failed
-        reasons = Counter({code: n for code, n in store.rejection_counts().items() if code != "screened_out"})
-        for text in store.screening_reasons():
-            check = (text or "").split(":", 1)[0].strip()
-            if check in SCREENING_CHECKS:
-                reasons[f"screened_out: {check}"] += 1
+        reasons = rejection_reasons(store.rejection_counts(), store.screening_reasons())
     finally:
         store.close()
     from actsearch.tasks import task_defaults
@@ -326,7 +331,7 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
         rows = (len(good) + cols - 1) // cols
         fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
         x = np.linspace(-5, 5, 801)
-        any_layer = False
+        any_layer = any_learned = False
         for ax, r in zip(axes.flat, good):
             c = parse_formula(r["formula"], params=r["params"] or None)
             if c.is_tensor_op:  # a layer: its output against its input, element by element, on a probe tensor
@@ -338,8 +343,13 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
                 ax.set_xlim(-4, 4)
             else:
                 with np.errstate(all="ignore"):
-                    ax.plot(x, evaluate(c.safe_expr, x, c.params), lw=2, label="f")
+                    ax.plot(x, evaluate(c.safe_expr, x, c.params), lw=2, label="f" + (" (initial)" if c.params else ""))
                     ax.plot(x, evaluate(c.safe_derivative, x, c.params), lw=1.2, ls="--", label="f'")
+                    learned = learned_values(learned_params(r["report"], c.params, default_task=(search_tasks or [None])[0]))
+                    if learned:  # the shape the networks learned: median trained values over seeds and layers
+                        any_learned = True
+                        ax.plot(x, evaluate(c.safe_expr, x, {**c.params, **learned}), lw=1.6, color="C3",
+                                label="f (learned)")
             ax.set_ylim(-3, 5)
             ax.axhline(0, color="0.8", lw=0.8)
             ax.set_title(f"{r['score']:+.3f}  {r['canonical'][:40]}", fontsize=8)
@@ -347,8 +357,11 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
         for ax in list(axes.flat)[len(good):]:
             ax.axis("off")
         axes.flat[0].legend(fontsize=8)
+        learned_note = (" ; red: the shape with the learned parameter values (median over the seeds and layers "
+                        "of the first search task)") if any_learned else ""
         images.append((f"Top {len(good)}: output against input of each element of an (8, 8, 16) N(0,1) probe "
-                       f"tensor" if any_layer else f"Top {len(good)}: shapes (solid) and derivatives (dashed)", _png(fig)))
+                       f"tensor" if any_layer else f"Top {len(good)}: shapes (solid) and derivatives (dashed)"
+                       + learned_note, _png(fig)))
 
     # score distribution: where the space's candidates fall relative to ReLU
     finite = scores[np.isfinite(scores)] if len(scores) else scores
@@ -390,6 +403,7 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
 
     # with several search tasks, the score on each (each architecture); with per-task objectives, the front
     task_cols = search_tasks if len(search_tasks) > 1 else []
+    first_task = (search_tasks or [None])[0]
 
     def row(i, r):
         score = "" if r["score"] is None else f"{r['score']:+.4f}"
@@ -399,6 +413,7 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
         mark = f"<td>{'★' if r['id'] in front else ''}</td>" if per_task else ""
         return (f"<tr><td>{i}</td><td>{score}</td><td>{_ci(r.get('ci'))}</td><td>{r.get('rung', 0)}</td>{per}{mark}"
                 f"<td><code>{html.escape(r['canonical'] or r['formula'])}</code></td>"
+                f"<td>{html.escape(learned_text(learned_params(r['report'], r['params'], default_task=first_task)))}</td>"
                 f"<td>{html.escape(near)}</td><td>{html.escape(r['rejected'] or '')}</td><td><code>{r['id']}</code></td></tr>")
 
     rows_html = "".join(row(i, r) for i, r in enumerate(ranked[:25], 1))
@@ -422,8 +437,10 @@ tasks {html.escape(', '.join(cfg.get('tasks', [])))}, {cfg.get('seeds')} seeds, 
 {html.escape(str(cfg.get('rungs') or 'default'))}; {len(ranked)} evaluated,
 {sum(1 for r in ranked if r['rejected'])} rejected in training, {n_screened} screened out.</p>
 <h2>Top candidates</h2><p>Ranked by the lower bound of the 95% CI of the score at the highest rung reached;
-scores are improvements over {html.escape(ref)} (0) as a fraction of its margin over chance{per_task_note}.</p>
-<table class='top'><tr><th>#</th><th>score</th><th>95% CI</th><th>rung</th>{task_heads}<th>formula</th><th>nearest known</th>
+scores are improvements over {html.escape(ref)} (0) as a fraction of its margin over chance{per_task_note};
+"learned": each learnable parameter's initial value -> its median trained value over the seeds and layers of
+{html.escape(str(first_task))}.</p>
+<table class='top'><tr><th>#</th><th>score</th><th>95% CI</th><th>rung</th>{task_heads}<th>formula</th><th>learned</th><th>nearest known</th>
 <th>rejected</th><th>id</th></tr>
 {rows_html}</table>{validation_html}{body}</body></html>"""
     try:

@@ -1,16 +1,18 @@
-"""actsearch.search_spaces — how candidates are generated and mutated (issue #5; evonorm: issue #17)."""
+"""actsearch.search_spaces — how candidates are generated and mutated (issue #5; evonorm: issue #17; families, polynorm: issue #18)."""
 from __future__ import annotations
 
 import inspect
 
 from .base import Genome, SearchSpace
 from .evonorm import EvoNormSpace
+from .families import FamiliesSpace, PolyNormSpace
 from .pangaea import PangaeaSpace, dedup_report
 from .swish import SwishSpace
 from .tree import TreeSpace
 
 SPACES: dict[str, type[SearchSpace]] = {"swish": SwishSpace, "pangaea": PangaeaSpace, "tree": TreeSpace,
-                                        "evonorm": EvoNormSpace}
+                                        "evonorm": EvoNormSpace, "families": FamiliesSpace,
+                                        "polynorm": PolyNormSpace}
 
 
 def get_space(name: str, **options) -> SearchSpace:
@@ -31,4 +33,4 @@ def get_space(name: str, **options) -> SearchSpace:
 
 
 __all__ = ["Genome", "SearchSpace", "SPACES", "get_space", "SwishSpace", "PangaeaSpace", "TreeSpace",
-           "EvoNormSpace", "dedup_report"]
+           "EvoNormSpace", "FamiliesSpace", "PolyNormSpace", "dedup_report"]

@@ -21,6 +21,7 @@ SPACE_FACTORIES = {
     "tree": lambda: TreeSpace(),
     "tree-parametric": lambda: TreeSpace(vocabulary="swish", parametric=True, max_size=9, max_depth=3),
     "evonorm": lambda: get_space("evonorm"),  # also its own tests: tests/test_space_evonorm.py
+    "families": lambda: get_space("families"),  # also tests/test_space_families.py
 }
 
 
@@ -285,13 +286,13 @@ def test_tree_formula_text():
 
 # ---- the registry -----------------------------------------------------------------------------------------
 def test_get_space():
-    assert set(SPACES) == {"swish", "pangaea", "tree", "evonorm"}
+    assert set(SPACES) == {"swish", "pangaea", "tree", "evonorm", "families", "polynorm"}
     for name, cls in SPACES.items():
         s = get_space(name)
         assert isinstance(s, cls) and s.name == name
     assert get_space("swish", units=1).size() == 6250
     assert get_space("pangaea", unary=["identity", "tanh"], binary=["max"]).size() == 4
-    with pytest.raises(ValueError, match="evonorm, pangaea, swish, tree"):
+    with pytest.raises(ValueError, match="evonorm, families, pangaea, polynorm, swish, tree"):
         get_space("nope")
     with pytest.raises(ValueError):
         get_space("swish", units=0)

@@ -135,6 +135,37 @@ def test_export_of_a_run_writes_trained_or_initial_values(trained, tmp_path):
     assert r.exit_code == 2 and "RUN_DIR:ID" in r.stderr
 
 
+def test_top_and_report_show_what_the_parameters_learned(trained, tmp_path):
+    """`top` (text and JSON) and `report` show initial -> median trained value with quartiles; the report
+    plots the learned shape beside the initial one."""
+    import numpy as np
+
+    from actsearch.cli import top_rows
+    from actsearch.learned import learned_params
+    from actsearch.report import build_report
+
+    c, report = trained
+    run = make_run(tmp_path, c, report)
+    pooled = [v for s in report["tasks"][TASK]["params"].values() for v in s["beta"]]
+    (lp,) = learned_params(report, c.params)
+    assert lp.name == "beta" and lp.initial == 1.0 and lp.n == 4 and lp.task == TASK
+    assert lp.median == statistics.median(pooled)
+    assert (lp.q25, lp.q75) == pytest.approx(tuple(np.quantile(pooled, [0.25, 0.75])))
+    assert lp.median == trained_param_values(report)[0]["beta"]   # what export writes
+    (row,) = [r for r in top_rows(str(run), 5) if not r["reference"]]
+    assert row["learned"] == [lp.to_dict()]
+    r = runner.invoke(app, ["top", str(run)], env={"COLUMNS": "300"})
+    assert r.exit_code == 0 and "learned" in r.stdout and f"beta 1 -> {lp.median:.3g}" in r.stdout
+    r = runner.invoke(app, ["top", str(run), "--json"])
+    assert [x for x in json.loads(r.stdout) if not x["reference"]][0]["learned"][0]["median"] == lp.median
+    out = tmp_path / "report.html"
+    build_report(str(run), str(out))
+    doc = out.read_text(encoding="utf-8")
+    assert "<th>learned</th>" in doc and f"beta 1 -&gt; {lp.median:.3g}" in doc
+    assert "the shape with the learned parameter values" in doc
+    assert learned_params({"tasks": {TASK: {}}}, c.params) == []   # nothing trained: nothing shown
+
+
 def test_a_run_without_recorded_values_exports_initial_ones_and_says_so(tmp_path):
     c = parse_formula("x*sigmoid(beta*x)", params={"beta": 1.5})
     report = {"score": 0.0, "seeds": [0], "tasks": {TASK: {"seeds": [0], "candidate": {"mean": 0.5, "std": 0.0, "per_seed": [0.5]},
