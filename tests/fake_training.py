@@ -89,11 +89,16 @@ class PlanExecutor:
         self.queue.append((items, plan))
         self.plans.append(plan)
 
-    def wait(self):
+    def next_batch(self):
+        """The oldest batch in flight, (items, plan); the driver dies here once crash_after are answered."""
         if self.crash_after is not None and self.answered >= self.crash_after:
             raise KeyboardInterrupt("simulated driver death")
         items, plan = self.queue.pop(0)
         self.answered += 1
+        return items, plan
+
+    def wait(self):
+        items, plan = self.next_batch()
         names = self.config.baselines if self.config is not None else None
         out = []
         for cid, formula, params in items:
@@ -155,3 +160,21 @@ def ratio_table(tmp_path, tasks=("digits-cnn", "mnist1d-mlp")):
     with ResultStore(run, mode="read") as store:
         table = table_from_store(store, {"command": "test"})
     return write_table(table, tmp_path / "table.json.gz"), run
+
+
+def wait_for_results(db, n: int, proc, timeout_s: float = 240.0) -> int:
+    """Poll a run's store until it has `n` results or `proc` ends (a kill -9 test waits for its moment);
+    returns the count seen."""
+    import sqlite3
+    import time
+
+    seen, deadline = 0, time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None and seen < n:
+        if db.exists():
+            try:
+                with sqlite3.connect(str(db), timeout=5) as con:
+                    seen = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.OperationalError:
+                seen = 0
+        time.sleep(0.2)
+    return seen

@@ -31,10 +31,7 @@ class RejectingExecutor(PlanExecutor):
     that conflict (digits-cnn prefers 1.5, mnist1d-mlp 0.5)."""
 
     def wait(self):
-        if self.crash_after is not None and self.answered >= self.crash_after:
-            raise KeyboardInterrupt("simulated driver death")
-        items, plan = self.queue.pop(0)
-        self.answered += 1
+        items, plan = self.next_batch()
         out = []
         for cid, formula, _ in items:
             tasks = {}

@@ -25,10 +25,7 @@ def task_quality(formula: str, task: str) -> float:
 
 class TaskPlanExecutor(PlanExecutor):
     def wait(self):
-        if self.crash_after is not None and self.answered >= self.crash_after:
-            raise KeyboardInterrupt("simulated driver death")
-        items, plan = self.queue.pop(0)
-        self.answered += 1
+        items, plan = self.next_batch()
         out = []
         for cid, formula, _ in items:
             tasks = {}

@@ -13,13 +13,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
 from actsearch.executor import RayExecutor
 from actsearch.search import SearchConfig, SearchDriver
 from actsearch.store import ResultStore
+from fake_training import wait_for_results
 
 TINY = dict(space="swish", strategy="random", tasks=["digits-cnn"], seeds=1, steps=40, batch=2, rungs="flat")
 
@@ -73,18 +73,7 @@ def test_kill_9_the_driver_then_resume(tmp_path):
     proc = subprocess.Popen(_cli("--budget", "8", "--run-dir", str(run)), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = run / "results.db"
-    deadline = time.time() + 240
-    n = 0
-    while time.time() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(str(db), timeout=5) as con:
-                    n = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-            except sqlite3.OperationalError:
-                n = 0
-            if n >= 2:
-                break
-        time.sleep(0.2)
+    wait_for_results(db, 2, proc)
     assert proc.poll() is None, "the search finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)  # only the process this test started
     proc.wait()

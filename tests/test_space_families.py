@@ -17,7 +17,7 @@ from actsearch.numeric import evaluate
 from actsearch.search import SearchConfig, SearchDriver
 from actsearch.search_spaces import FamiliesSpace, PolyNormSpace, get_space
 from actsearch.store import ResultStore
-from fake_training import PlanExecutor, hashed_quality
+from fake_training import PlanExecutor, hashed_quality, wait_for_results
 
 X = np.linspace(-3.0, 3.0, 601)
 
@@ -176,3 +176,35 @@ def test_a_killed_families_search_resumes_exactly(tmp_path):
         assert a.n_results() == b.n_results() == 20
         assert list(a.events()) == list(b.events())
         assert [(r["id"], r["score"]) for r in a.ranked()] == [(r["id"], r["score"]) for r in b.ranked()]
+
+
+@pytest.mark.slow
+def test_a_families_search_on_ray_killed_with_sigkill_resumes(tmp_path):
+    """The acceptance run, really trained on embedded Ray: kill -9 of the driver after 3 results, then
+    --resume: every candidate once, numbered in arrival order, asks and tells paired."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "actsearch.cli", "search", "--space", "families", "--strategy", "evolution",
+           "--tasks", "mnist1d-mlp", "--seeds", "2", "--steps", "60", "--batch", "2", "--budget", "10",
+           "--rungs", "flat", "--validate-top", "0", "--run-dir", str(run), "--json"]
+    env = dict(os.environ, ACTSEARCH_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_results(run / "results.db", 3, proc, timeout_s=600)
+    assert proc.poll() is None, "the search finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)  # only the process this test started
+    proc.wait()
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["evaluated"] == 10
+    with ResultStore(run, mode="read") as store:
+        assert store.n_results() == 10
+        assert [r[0] for r in store.history()] == list(range(1, 11))
+        kinds = [k for k, _, _ in store.events()]
+        assert kinds.count("ask") == kinds.count("tell")
+        assert all(r["report"]["tasks"]["mnist1d-mlp"].get("params") for r in store.ranked()
+                   if r["rejected"] is None and r["params"])   # trained values kept for every family
