@@ -32,9 +32,16 @@ def default_cache_dir() -> Path:
 
 
 def configure_inductor_cache(cache_dir: Path) -> Path:
-    """Point Inductor at <cache_dir>/inductor unless the user already chose a directory."""
-    path = Path(os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(cache_dir) / "inductor")))
+    """Inductor's directory for actsearch's compiles: the user's TORCHINDUCTOR_CACHE_DIR when set, else
+    <cache_dir>/inductor, given to Inductor only within actsearch's compiles (torch_compat.compile_scope:
+    the process's environment, and with it the user's own torch.compile, is left alone)."""
+    from actsearch.kernels import torch_compat
+
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    path = Path(chosen) if chosen else Path(cache_dir) / "inductor"
     path.mkdir(parents=True, exist_ok=True)
+    if not chosen:
+        torch_compat.use_inductor_cache_dir(path)
     return path
 
 

@@ -396,6 +396,7 @@ def compile_scope():
     with _patch_lock:
         _scope_depth += 1
         if _scope_depth == 1:
+            _enter_cache_dir()
             try:
                 _install()
             except Exception:  # noqa: BLE001 - never fail a compile over an optimisation
@@ -407,6 +408,41 @@ def compile_scope():
             _scope_depth -= 1
             if _scope_depth == 0:
                 _uninstall()
+                _leave_cache_dir()
+
+
+# ---------------------------------------------------------------- Inductor's cache directory, scoped
+# actsearch keeps Inductor's artifacts under its own cache (<cache>/inductor) so that a kernel's second
+# compile is a cache hit; Inductor reads the directory from TORCHINDUCTOR_CACHE_DIR at each compile.  The
+# variable is set only inside compile_scope (and only when the user has not chosen a directory), so the
+# user's own torch.compile calls keep Inductor's default directory.
+_INDUCTOR_ENV = "TORCHINDUCTOR_CACHE_DIR"
+_inductor_dir: Optional[str] = None   # set only when the user chose no directory (kernels.cache)
+_saved_env: list = []                 # the value to restore (None: unset) while a scope has set ours
+
+
+def use_inductor_cache_dir(path: os.PathLike) -> None:
+    """The directory actsearch's compiles give Inductor (kernels.cache.KernelCache sets it when the user
+    has no TORCHINDUCTOR_CACHE_DIR of their own)."""
+    global _inductor_dir
+    _inductor_dir = str(path)
+
+
+def _enter_cache_dir() -> None:
+    # torch itself writes its default directory into the environment the first time anything asks for
+    # it (even torch.compile's wrapper does), so the value found here is torch's, not the user's
+    if _inductor_dir is not None:
+        _saved_env.append(os.environ.get(_INDUCTOR_ENV))
+        os.environ[_INDUCTOR_ENV] = _inductor_dir
+
+
+def _leave_cache_dir() -> None:
+    if _saved_env:
+        before = _saved_env.pop()
+        if before is None:
+            os.environ.pop(_INDUCTOR_ENV, None)
+        else:
+            os.environ[_INDUCTOR_ENV] = before
 
 
 @contextlib.contextmanager

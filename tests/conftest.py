@@ -39,3 +39,17 @@ def ratio_space(monkeypatch):
     from fake_training import RatioSpace
 
     monkeypatch.setitem(spaces_mod.SPACES, "ratio-test", RatioSpace)
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ACTSEARCH_TORCH_PRIVATE=0 the tests that assert a private mechanism itself (a traced graph was
+    built, a buffer was reused) are skipped; every other test, numbers included, must pass unchanged
+    (tests/test_torch_compat.py::test_the_kernel_suites_pass_with_every_patch_off)."""
+    from actsearch.kernels import torch_compat
+
+    if torch_compat.private_enabled():
+        return
+    skip = pytest.mark.skip(reason="asserts a private torch mechanism; ACTSEARCH_TORCH_PRIVATE=0 turned it off")
+    for item in items:
+        if "private_torch" in item.keywords:
+            item.add_marker(skip)

@@ -352,6 +352,7 @@ print(json.dumps({"y": y.sum().item(), "gx": gx.sum().item(), "gb": gb.item(), "
 """
 
 
+@pytest.mark.private_torch
 def test_precompiled_functions_are_saved_and_reused_across_processes(tmp_path):
     import json as _json
     import subprocess
@@ -441,6 +442,7 @@ def _saved_storages(run):
     return out, ptrs
 
 
+@pytest.mark.private_torch
 def test_backward_writes_the_gradient_into_the_saved_derivative():
     k = get_kernel(parse_formula("x*sigmoid(x)"))
     x = torch.randn(1000, requires_grad=True)
@@ -629,6 +631,7 @@ def test_paired_compile_seconds_alternates_sides_and_compiles_each_candidate_per
     assert out["rows"][1]["params"] == 1 and 0 <= out["b_faster_pairs"] <= 2
 
 
+@pytest.mark.private_torch
 def test_compiled_op_serves_every_rank_with_one_graph():
     # CompiledKernel flattens contiguous inputs with scalar parameters: one compiled graph for 1-D,
     # 2-D and 4-D tensors; per-channel parameters and non-contiguous inputs keep their shapes.
@@ -677,6 +680,7 @@ def test_compiled_op_serves_every_rank_with_one_graph():
     assert counters["stats"]["unique_graphs"] > before  # the non-contiguous call went to torch.compile
 
 
+@pytest.mark.private_torch
 def test_traced_graph_guards_shapes_and_round_trip():
     from actsearch.kernels.inductor import TracedGraph, compile_graph, shape_pattern
 
@@ -727,6 +731,7 @@ def test_guard_encoding_evaluates_integer_sympy_expressions():
         encode_guard(sympy.Le(sympy.sin(s0), 1))
 
 
+@pytest.mark.private_torch
 def test_traced_graphs_cover_edge_shapes_and_fail_per_pattern(monkeypatch):
     # size 1 (a constant in the traced graph), an offset view, float64: each right; a pattern whose
     # trace fails goes to torch.compile alone, the others stay traced
@@ -756,6 +761,7 @@ def test_traced_graphs_cover_edge_shapes_and_fail_per_pattern(monkeypatch):
     assert k.compile_error is None
 
 
+@pytest.mark.private_torch
 def test_traced_graph_keeps_a_size_specialisation_as_a_guard():
     # a branch on a size specialises the trace to it (the shape environment replaces the size by a
     # constant): the graph must then refuse other sizes, never silently compute the branch it took
@@ -771,6 +777,7 @@ def test_traced_graph_keeps_a_size_specialisation_as_a_guard():
     assert other.holds((torch.randn(5000),)) and not other.holds((torch.randn(4096),))
 
 
+@pytest.mark.private_torch
 def test_a_traced_compile_does_not_break_compiled_calls_in_other_threads():
     # make_fx raises FX's process-wide tracing flag: without a compile session around the trace, a
     # torch.compile'd function called in another thread meanwhile raises ("FX to symbolically trace a
@@ -821,6 +828,7 @@ def _counting_compile_graph(monkeypatch):
     return calls
 
 
+@pytest.mark.private_torch
 def test_parametric_forward_builds_its_backward_graph_too(monkeypatch):
     # With learnable parameters a candidate has two graphs; the forward of a training step builds the
     # backward graph with it (kernels.fused._build_with_backward), so backward compiles nothing, and
@@ -845,6 +853,7 @@ def test_parametric_forward_builds_its_backward_graph_too(monkeypatch):
     assert k._compiled["backward"].trace_error is None
 
 
+@pytest.mark.private_torch
 def test_parametric_forward_without_grad_builds_no_backward(monkeypatch):
     calls = _counting_compile_graph(monkeypatch)
     c = parse_formula("x*sigmoid(beta*x) + 0.234567891*x", params={"beta": 0.7})
@@ -854,6 +863,7 @@ def test_parametric_forward_without_grad_builds_no_backward(monkeypatch):
     assert calls == [2] and "backward" not in k._compiled
 
 
+@pytest.mark.private_torch
 def test_a_failed_deferred_build_falls_back_and_stays_correct(monkeypatch):
     # A graph whose C++ build fails when its deferred wait is finished goes to torch.compile for that
     # pattern, as a failed trace does: recorded in trace_error, results unchanged.
