@@ -22,6 +22,7 @@ import sympy
 from sympy.printing.str import StrPrinter
 
 from actsearch.primitives import MOMENT_FUNCTIONS, PRIMITIVES, get_primitive, primitive_names
+from actsearch.primitives import registry as _registry
 
 X = sympy.Symbol("x", real=True)
 _ZERO = np.zeros(1)
@@ -367,6 +368,14 @@ def _check_folded_constants(expr: sympy.Expr, text: str, limits: Limits) -> None
 # ---- the canonical-form invariant ----------------------------------------------------------------
 _STRUCTURAL = (sympy.Add, sympy.Mul, sympy.Pow, sympy.Max, sympy.Min)
 _SUPPORTED: Optional[frozenset] = None
+
+
+def _forget_supported(prim, added) -> None:  # an atom registered or removed at run time
+    global _SUPPORTED
+    _SUPPORTED = None
+
+
+_registry.subscribe(_forget_supported)
 
 
 def supported_functions() -> frozenset:

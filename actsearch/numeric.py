@@ -15,7 +15,7 @@ import sympy
 from sympy.codegen.cfunctions import expm1, log1p
 
 from actsearch.primitives import CUSTOM_FUNCTIONS, EPS, GUARD_EPS, Moment
-from actsearch.primitives.registry import is_integer_exponent
+from actsearch.primitives.registry import atom_of, is_integer_exponent
 
 _UNARY = {
     sympy.exp: np.exp, sympy.log: np.log, sympy.sin: np.sin, sympy.cos: np.cos, sympy.tan: np.tan,
@@ -115,6 +115,9 @@ def _eval_uncached(node, env, cache):
         h0 = float(node.args[1]) if len(node.args) > 1 else 0.5
         return np.heaviside(_eval(node.args[0], env, cache), h0)
     fn = _UNARY.get(func)
+    if fn is None:  # an atom registered with its numpy function (primitives.registry.register(numpy=...))
+        prim = atom_of(node)
+        fn = prim.numpy if prim is not None and prim.func is func else None
     if fn is not None and len(node.args) == 1:
         arg = _eval(node.args[0], env, cache)
         if isinstance(func, type) and issubclass(func, Moment):

@@ -74,6 +74,9 @@ class Primitive:
     # (target, template) of the bare function node where the protected primitive differs (log's guard)
     node: tuple[tuple[str, str], ...] = ()
     latex: Optional[str] = None  # LaTeX operator of an atom (`\sigma`); None: sympy's own
+    # numpy function of an atom sympy provides (a custom function class carries its own `.numpy`); read by
+    # actsearch.numeric where its table has none, so a new atom needs no third file
+    numpy: Optional[Callable] = field(default=None, repr=False)
 
     @property
     def is_atom(self) -> bool:
@@ -130,19 +133,20 @@ _LISTENERS: list = []
 
 
 def register(name, kind, n_inputs, build, torch, triton, elementwise, transcendental=0, params=(),
-             safe=None, doc="", aliases=(), sets=(), func=None, node=None, latex=None) -> Primitive:
+             safe=None, doc="", aliases=(), sets=(), func=None, node=None, latex=None, numpy=None) -> Primitive:
     """Add a primitive to the vocabulary (the entries below; also at run time, e.g. in a test).
 
     `func`: the sympy function class of an atom, by default `build` itself when that is one.  `node`:
     {target: template} of the bare function node where the protected primitive's spelling differs
-    (a guard wraps the atom).  `latex`: the LaTeX operator of an atom.  Subscribers (the printers)
+    (a guard wraps the atom).  `latex`: the LaTeX operator of an atom.  `numpy`: its numpy function
+    where actsearch.numeric does not know the sympy function.  Subscribers (the printers)
     are told, so the new atom parses, prints in every target and evaluates with no other change."""
     if func is None and isinstance(build, type) and issubclass(build, sympy.Function):
         func = build
     prim = Primitive(name=name, kind=kind, n_inputs=n_inputs, build=build, torch=torch, triton=triton,
                      cost=Cost(elementwise, transcendental), params=tuple(params), safe=safe, doc=doc,
                      aliases=tuple(aliases), sets=tuple(sets), func=func,
-                     node=tuple(sorted((node or {}).items())), latex=latex)
+                     node=tuple(sorted((node or {}).items())), latex=latex, numpy=numpy)
     for n in (name, *aliases):
         if n in PRIMITIVES or n in _ALIASES:
             raise ValueError(f"primitive name {n!r} is taken")

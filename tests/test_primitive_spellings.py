@@ -237,6 +237,29 @@ def test_a_new_atom_parses_prints_and_evaluates_without_printer_code(asin_atom):
     np.testing.assert_allclose(d.numpy(), 1 / np.sqrt(16 - x**2) + 1, rtol=1e-9)
 
 
+def test_a_new_atom_sympy_has_but_numeric_does_not_touches_only_the_registry():
+    """acot: sympy has it, actsearch.numeric's table does not; registered with its numpy function (one
+    entry, nothing else), it parses, evaluates, compiles and differentiates; the parser's cache of
+    supported functions follows the registration (no reset by hand)."""
+    from actsearch.formula import parse_formula
+    from actsearch.kernels.codegen import generate_source
+
+    registry.register("acot", "unary", 1, sympy.acot, "torch.atan(1.0 / ({0}))", "libdevice.atan(1.0 / ({0}))",
+                      0, 1, numpy=lambda v: np.arctan(1.0 / v), doc="arccot(x) (test atom)")
+    try:
+        c = parse_formula("acot(x + 5)*x")
+        x = np.linspace(-3.0, 3.0, 61)
+        expect = np.arctan(1.0 / (x + 5)) * x
+        np.testing.assert_allclose(evaluate(c.expr, x), expect, rtol=1e-12)
+        y, d = generate_source(c).namespace()["forward_with_derivative"](torch.tensor(x))
+        np.testing.assert_allclose(y.numpy(), expect, rtol=1e-12)
+        np.testing.assert_allclose(d.numpy(), np.arctan(1.0 / (x + 5)) - x / (1 + (x + 5) ** 2), rtol=1e-9)
+    finally:
+        registry.unregister("acot")
+    with pytest.raises(Exception, match="acot"):
+        parse_formula("acot(x + 5)*x")
+
+
 def test_an_unregistered_atom_is_gone(asin_atom):
     registry.unregister("asin")
     try:
