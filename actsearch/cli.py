@@ -1010,6 +1010,27 @@ def top(run_dir: str = typer.Argument(..., help="A run directory."),
     _print_top(run_dir, rows)
 
 
+@app.command("study")
+def study_cmd(run_dir: str = typer.Argument(..., help="A run directory (not being searched now)."),
+              out_path: Optional[str] = typer.Option(None, "--out", help="Where to write (default RUN_DIR/optuna.db)."),
+              as_json: bool = typer.Option(False, "--json")):
+    """Write the run's Optuna study afresh from its store (runs made before searches kept one, or a lost
+    optuna.db); open it with optuna-dashboard (docs/dashboard.md)."""
+    from actsearch.optuna_study import rebuild_study, storage_url
+    from actsearch.store import StoreError
+
+    try:
+        path = rebuild_study(run_dir, out_path)
+    except (StoreError, ValueError) as exc:
+        raise _fail(str(exc))
+    except OSError as exc:
+        raise _fail(f"cannot write the study for {run_dir}: {exc.strerror or exc}")
+    if as_json:
+        _json({"run_dir": run_dir, "study": str(path), "storage": storage_url(path)})
+        return
+    out.print(f"wrote {path}; open it with: optuna-dashboard {storage_url(path)}")
+
+
 @app.command()
 def validate(run_dir: str = typer.Argument(..., help="A run directory (finished or stopped early)."),
              top: int = typer.Option(5, "--top", help="How many of the best candidates to validate (>= 1)."),

@@ -67,6 +67,7 @@ BAD_ARGS = {
     "known": [["--family", "nope"]],
     "primitives": [["extra-argument"]],
     "families": [["extra-argument"]],
+    "study": [["no-such-run"]],
     "tune": [["relu(x)"], ["x*sigmoid(beta*x)", "-p", "beta=1", "--sampler", "nope"],
              ["x*sigmoid(beta*x)", "-p", "beta=1", "--trials", "0"], ["x*sigmoid(beta*x)", "-p", "beta=1", "--range", "beta=2"],
              ["x*sigmoid(beta*x)", "-p", "beta=1", "--range", "beta=-1:2"], ["x*sigmoid(beta*x)", "-p", "beta=1", "--tasks", "nope"]],

@@ -3,6 +3,8 @@ candidate a trial with the store's values and its formula, id and per-task score
 resumed run adds only what is missing; rebuilt from results.db, it is the same study."""
 from __future__ import annotations
 
+import json
+
 import re
 import warnings
 
@@ -212,6 +214,16 @@ def test_a_run_whose_study_was_lost_or_never_made_is_backfilled_and_rebuilt(tmp_
     out = tmp_path / "elsewhere" / "study.db"  # e.g. a run on read-only media
     rebuild_study(run, out)
     assert len(optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out)).trials) == len(trials(run))
+    # the same through the command line
+    from typer.testing import CliRunner
+
+    from actsearch.cli import app
+
+    cli_out = tmp_path / "cli" / "study.db"
+    r = CliRunner().invoke(app, ["study", str(run), "--out", str(cli_out), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["storage"] == storage_url(cli_out)
+    assert len(optuna.load_study(study_name=STUDY_NAME, storage=storage_url(cli_out)).trials) == len(trials(run))
 
 
 def test_the_mirror_never_stops_a_search(tmp_path, monkeypatch):
