@@ -169,7 +169,8 @@ def run_search(cfg, run_dir: str, executor, label: str) -> dict:
     resume = os.path.exists(os.path.join(run_dir, "results.db"))
     state = _read_state(run_dir)
     t0 = time.perf_counter()
-    summary = SearchDriver(cfg, run_dir, resume=resume, progress=_progress(label), executor=executor).run()
+    summary = SearchDriver(cfg, run_dir, resume=resume, progress=_progress(label), executor=executor,
+                           optuna_study=False).run()  # strategy comparisons: no Optuna mirror
     wall = time.perf_counter() - t0
     search = state.get("search")
     if search and search.get("budget") == cfg.budget:  # finished before: keep the session that finished it
