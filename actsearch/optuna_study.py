@@ -196,31 +196,10 @@ class StudyMirror:
 
     # -- reading the store
     def _rung_rows(self, store) -> list[dict]:
-        """The store's completed rung evaluations after the mark, in its order."""
-        col = store._col("r.")
-        if store.schema >= 3:
-            sql = ("SELECT g.seq, g.candidate_id, g.rung, g.score, g.lcb, g.rejected, g.summary, g.promoted, "
-                   "g.finished, c.formula, c.canonical, c.params, c.genome, c.nearest_name, c.nearest_distance, c.created, "
-                   f"r.cost, r.wall_s, r.worker, {col}, r.rejected FROM rungs g "
-                   "JOIN candidates c ON c.id = g.candidate_id LEFT JOIN results r ON r.candidate_id = g.candidate_id "
-                   "WHERE g.status = 'done' AND g.seq > ? ORDER BY g.seq")
-        else:  # a flat search: every result is rung 0
-            sql = ("SELECT r.n, r.candidate_id, 0, r.score, NULL, r.rejected, NULL, NULL, r.finished, "
-                   "c.formula, c.canonical, c.params, c.genome, c.nearest_name, c.nearest_distance, c.created, "
-                   f"r.cost, r.wall_s, r.worker, {col}, r.rejected FROM results r "
-                   "JOIN candidates c ON c.id = r.candidate_id WHERE r.n > ? ORDER BY r.n")
-        keys = ("mark", "candidate_id", "rung", "score", "lcb", "rejected", "summary", "promoted", "finished",
-                "formula", "canonical", "params", "genome", "nearest_name", "nearest_distance", "created",
-                "cost", "wall_s", "worker", "reason_code", "result_rejected")
-        return [dict(zip(keys, row)) for row in store._all(sql, (self._rung_mark,))]
+        return store.rung_rows_after(self._rung_mark)
 
     def _pruned_rows(self, store) -> list[dict]:
-        """Candidates rejected before training (no result) after the mark, in the order they were proposed."""
-        sql = ("SELECT c.rowid, c.id, c.formula, c.canonical, c.params, c.genome, c.screening_reason, "
-               f"{store._col('c.')}, c.created FROM candidates c WHERE c.screening_passed = 0 AND c.rowid > ? "
-               "AND NOT EXISTS (SELECT 1 FROM results r WHERE r.candidate_id = c.id) ORDER BY c.rowid")
-        keys = ("mark", "candidate_id", "formula", "canonical", "params", "genome", "reason", "reason_code", "created")
-        return [dict(zip(keys, row)) for row in store._all(sql, (self._pruned_mark,))]
+        return store.pruned_candidates_after(self._pruned_mark)
 
     # -- trials
     def _common(self, row: dict) -> dict:

@@ -461,6 +461,37 @@ class ResultStore:
         """The reason_code column, or NULL in a schema-1 store read as is."""
         return f"{alias}reason_code" if self.schema >= 2 else "NULL"
 
+    # -- incremental reads (actsearch.optuna_study mirrors the store with these)
+    def rung_rows_after(self, mark: int) -> list[dict]:
+        """The completed rung evaluations with a sequence number above `mark`, in order, each with its
+        candidate's formula, genome and nearest known activation and its result's cost, worker and
+        rejection (a flat run's results are rung 0, numbered by arrival)."""
+        col = self._col("r.")
+        if self.schema >= 3:
+            sql = ("SELECT g.seq, g.candidate_id, g.rung, g.score, g.lcb, g.rejected, g.summary, g.promoted, "
+                   "g.finished, c.formula, c.canonical, c.params, c.genome, c.nearest_name, c.nearest_distance, c.created, "
+                   f"r.cost, r.wall_s, r.worker, {col}, r.rejected FROM rungs g "
+                   "JOIN candidates c ON c.id = g.candidate_id LEFT JOIN results r ON r.candidate_id = g.candidate_id "
+                   "WHERE g.status = 'done' AND g.seq > ? ORDER BY g.seq")
+        else:  # a flat search: every result is rung 0
+            sql = ("SELECT r.n, r.candidate_id, 0, r.score, NULL, r.rejected, NULL, NULL, r.finished, "
+                   "c.formula, c.canonical, c.params, c.genome, c.nearest_name, c.nearest_distance, c.created, "
+                   f"r.cost, r.wall_s, r.worker, {col}, r.rejected FROM results r "
+                   "JOIN candidates c ON c.id = r.candidate_id WHERE r.n > ? ORDER BY r.n")
+        keys = ("mark", "candidate_id", "rung", "score", "lcb", "rejected", "summary", "promoted", "finished",
+                "formula", "canonical", "params", "genome", "nearest_name", "nearest_distance", "created",
+                "cost", "wall_s", "worker", "reason_code", "result_rejected")
+        return [dict(zip(keys, row)) for row in self._all(sql, (mark,))]
+
+    def pruned_candidates_after(self, mark: int) -> list[dict]:
+        """Candidates rejected before training (no result) with a row number above `mark`, in the order
+        they were proposed."""
+        sql = ("SELECT c.rowid, c.id, c.formula, c.canonical, c.params, c.genome, c.screening_reason, "
+               f"{self._col('c.')}, c.created FROM candidates c WHERE c.screening_passed = 0 AND c.rowid > ? "
+               "AND NOT EXISTS (SELECT 1 FROM results r WHERE r.candidate_id = c.id) ORDER BY c.rowid")
+        keys = ("mark", "candidate_id", "formula", "canonical", "params", "genome", "reason", "reason_code", "created")
+        return [dict(zip(keys, row)) for row in self._all(sql, (mark,))]
+
     # -- meta
     def meta(self, key: str, default=None):
         rows = self._all("SELECT value FROM meta WHERE key = ?", (key,))
