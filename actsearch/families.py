@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -150,15 +150,15 @@ def _rational_degrees(structure: str) -> tuple[int, int]:
 
 
 def _catalog_formula(name: str) -> str:
-    from actsearch.catalog_data import CATALOG_ENTRIES
+    from actsearch.catalog import load_catalog
 
-    return next(e["formula"] for e in CATALOG_ENTRIES if e["name"] == name)
+    return load_catalog()[name].formula
 
 
 def _catalog_params(name: str) -> dict:
-    from actsearch.catalog_data import CATALOG_ENTRIES
+    from actsearch.catalog import load_catalog
 
-    return dict(next(e["params"] for e in CATALOG_ENTRIES if e["name"] == name))
+    return dict(load_catalog()[name].params)
 
 
 def polyrelu_formula(degree: int) -> str:
@@ -221,11 +221,15 @@ def _rounded(params: dict) -> dict:
     return {k: float(f"{v:.{SIGNIFICANT}g}") for k, v in params.items()}
 
 
-def get_family(name: str) -> Family:
+def get_family(name: str, structure: Optional[str] = None) -> Family:
+    """The family `name`; with `structure`, also checked to be one of its members (ValueError if not)."""
     try:
-        return FAMILY_TABLE[name]
+        fam = FAMILY_TABLE[name]
     except KeyError:
         raise ValueError(f"unknown family {name!r}; valid: {', '.join(FAMILY_TABLE)}") from None
+    if structure is not None and structure not in fam.structures:
+        raise ValueError(f"unknown structure {structure!r} of family {name!r}; valid: {', '.join(fam.structures)}")
+    return fam
 
 
 @dataclass
@@ -248,18 +252,16 @@ def fit_family(family: str, structure: str, target: str) -> FamilyFit:
     from actsearch.formula import parse_formula
     from actsearch.numeric import evaluate
 
-    fam = get_family(family)
-    if structure not in fam.structures:
-        raise ValueError(f"unknown structure {structure!r} of family {family!r}; valid: {', '.join(fam.structures)}")
+    fam = get_family(family, structure)
     if not fam.fittable(structure):
         raise ValueError(f"{family} {structure} has no initial parameters to fit")
+    _, fn = _target_function(target)
+    x = np.linspace(*FIT_RANGE, FIT_POINTS)
+    y = np.asarray(fn(x), dtype=float)
     if fam.name == "rational":
         fit = fit_rational(target, *_rational_degrees(structure))
         params = _rounded(fit.params)
     else:
-        _, fn = _target_function(target)
-        x = np.linspace(*FIT_RANGE, FIT_POINTS)
-        y = np.asarray(fn(x), dtype=float)
         start = fam.paper(structure)
         names = list(start)
         cand = parse_formula(fam.formula(structure), params=start)
@@ -273,18 +275,9 @@ def fit_family(family: str, structure: str, target: str) -> FamilyFit:
 
         res = least_squares(residual, [start[n] for n in names], bounds=(lo, hi), method="trf", max_nfev=2000)
         params = _rounded(dict(zip(names, (float(v) for v in res.x))))
-    err = _fit_error(fam.formula(structure), params, target)
+    # the error of the rounded values the member starts from
+    err = evaluate(parse_formula(fam.formula(structure), params=params).safe_expr, x, params) - y
     return FamilyFit(family, structure, target, params, float(np.max(np.abs(err))), float(np.sqrt(np.mean(err ** 2))))
-
-
-def _fit_error(formula: str, params: dict, target: str) -> np.ndarray:
-    from actsearch.formula import parse_formula
-    from actsearch.numeric import evaluate
-
-    _, fn = _target_function(target)
-    x = np.linspace(*FIT_RANGE, FIT_POINTS)
-    c = parse_formula(formula, params=params)
-    return evaluate(c.safe_expr, x, params) - np.asarray(fn(x), dtype=float)
 
 
 FIT_TABLE_PATH = Path(__file__).with_name("family_fits.json")
@@ -321,9 +314,7 @@ def family_candidate(family: str, structure: str, init: str = PAPER):
     """A family member as a Candidate, its learnable parameters at their initial values."""
     from actsearch.formula import parse_formula
 
-    fam = get_family(family)
-    if structure not in fam.structures:
-        raise ValueError(f"unknown structure {structure!r} of family {family!r}; valid: {', '.join(fam.structures)}")
+    fam = get_family(family, structure)
     return parse_formula(fam.formula(structure), params=family_params(family, structure, init) or None)
 
 
@@ -348,6 +339,5 @@ if __name__ == "__main__":  # pragma: no cover - maintenance entry point
 
     if sys.argv[1:] != ["--write-fits"]:
         raise SystemExit("usage: python -m actsearch.families --write-fits")
-    path = Path(__file__).with_name("family_fits.json")
-    path.write_text(json.dumps(compute_fit_table(), indent=1, sort_keys=True) + "\n")
-    print(f"wrote {path}")
+    FIT_TABLE_PATH.write_text(json.dumps(compute_fit_table(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {FIT_TABLE_PATH}")

@@ -32,7 +32,7 @@ order, the store's candidates and rung results that have no trial yet, and nothi
 run's first sync therefore adds exactly what the crashed session stored but had not mirrored, an old
 run's first resume backfills its whole history, and no trial is ever added twice.  The mirror never
 stops a search: an error in it is reported once as a warning and mirroring stops; `rebuild_study`
-(`python -m actsearch.optuna_study RUN_DIR`) then writes optuna.db afresh from results.db (also for runs
+(`actsearch study RUN_DIR`) then writes optuna.db afresh from results.db (also for runs
 made before this module, or runs whose optuna.db was lost).
 """
 from __future__ import annotations
@@ -151,7 +151,6 @@ class StudyMirror:
             study_id = self.storage.get_study_id_from_name(s.study_name)
             self.keys[rung] = {t.user_attrs.get("candidate_id")
                                for t in self.storage.get_all_trials(study_id, deepcopy=False)}
-        self.count = sum(len(k) for k in self.keys.values())
 
     @staticmethod
     def _rung_of(name: str) -> Optional[int]:
@@ -173,7 +172,7 @@ class StudyMirror:
         have = [d.name.lower() for d in study.directions]
         if have != self.directions:
             raise ValueError(f"{self.path}: study {study_name(rung)} has directions {have}, this run "
-                             f"{self.directions}; rebuild it (python -m actsearch.optuna_study RUN_DIR)")
+                             f"{self.directions}; rebuild it (actsearch study RUN_DIR)")
         label = self.rungs[rung].label() if rung < len(self.rungs) else None
         attrs = {"config": _clean(self.config), "run_dir": self.run_dir, "rung": rung, "rung_label": label,
                  "objectives": self.names, "source": "results.db (actsearch.optuna_study)"}
@@ -195,12 +194,6 @@ class StudyMirror:
         return study
 
     # -- reading the store
-    def _rung_rows(self, store) -> list[dict]:
-        return store.rung_rows_after(self._rung_mark)
-
-    def _pruned_rows(self, store) -> list[dict]:
-        return store.pruned_candidates_after(self._pruned_mark)
-
     # -- trials
     def _common(self, row: dict) -> dict:
         return {"candidate_id": row["candidate_id"], "formula": row["formula"], "canonical": row["canonical"],
@@ -264,31 +257,25 @@ class StudyMirror:
             datetime_complete=complete, params={}, distributions={}, user_attrs=_clean(attrs), system_attrs={},
             intermediate_values={})
 
-    def _add(self, rung: int, cid: str, trial) -> bool:
-        study = self.study(rung)
-        if cid in self.keys[rung]:
-            return False
-        study.add_trial(trial)
-        self.keys[rung].add(cid)
-        self.count += 1
-        return True
-
     # -- keeping in step
     def sync(self, store) -> int:
         """Add a trial for every candidate and rung evaluation of `store` that has none yet, in the
         store's order.  Returns how many trials were added."""
         self.study(0)  # the run's study exists from the first sync on, even before any result
-        rows = [("rung", r) for r in self._rung_rows(store)] + [("pruned", r) for r in self._pruned_rows(store)]
+        rows = ([("rung", r) for r in store.rung_rows_after(self._rung_mark)]
+                + [("pruned", r) for r in store.pruned_candidates_after(self._pruned_mark)])
         rows.sort(key=lambda kr: (kr[1]["finished"] if kr[0] == "rung" else kr[1]["created"]) or 0.0)
         added = 0
         for kind, row in rows:
+            rung, cid = (int(row["rung"]) if kind == "rung" else 0), row["candidate_id"]
+            if cid not in self.keys.get(rung, ()):  # a trial only where it has none yet
+                trial = self._rung_trial(row) if kind == "rung" else self._pruned_trial(row)
+                self.study(rung).add_trial(trial)  # creates the rung's study and its key set on first use
+                self.keys[rung].add(cid)
+                added += 1
             if kind == "rung":
-                if row["candidate_id"] not in self.keys.get(int(row["rung"]), ()):
-                    added += self._add(int(row["rung"]), row["candidate_id"], self._rung_trial(row))
                 self._rung_mark = max(self._rung_mark, row["mark"])
             else:
-                if row["candidate_id"] not in self.keys.get(0, ()):
-                    added += self._add(0, row["candidate_id"], self._pruned_trial(row))
                 self._pruned_mark = max(self._pruned_mark, row["mark"])
         return added
 
@@ -320,7 +307,7 @@ class SearchMirror:
             self.error = f"{type(exc).__name__}: {exc}"
             warnings.warn(f"the Optuna study {Path(self.run_dir) / DB_NAME} is no longer updated ({self.error}); "
                           f"the search goes on (results.db is the record) - rebuild the study afterwards with "
-                          f"`python -m actsearch.optuna_study {self.run_dir}`", RuntimeWarning, stacklevel=2)
+                          f"`actsearch study {self.run_dir}`", RuntimeWarning, stacklevel=2)
             self.close()
 
     def close(self) -> None:
@@ -376,27 +363,3 @@ def rebuild_study(run_dir: os.PathLike, out: Optional[os.PathLike] = None) -> Pa
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{tmp}{suffix}")
     return out
-
-
-def main(argv: Optional[list] = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m actsearch.optuna_study",
-                                     description="(Re)build RUN_DIR/optuna.db, the run's Optuna studies for "
-                                                 "optuna-dashboard, from RUN_DIR/results.db.")
-    parser.add_argument("run_dir")
-    parser.add_argument("--out", help="where to write the study (default RUN_DIR/optuna.db)")
-    args = parser.parse_args(argv)
-    from actsearch.store import StoreError
-
-    try:
-        path = rebuild_study(args.run_dir, args.out)
-    except (StoreError, OSError) as exc:
-        print(f"error: {exc}")
-        return 1
-    print(f"wrote {path}; view it with: optuna-dashboard {storage_url(path)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

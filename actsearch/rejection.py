@@ -31,7 +31,24 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 
-class RejectionReason(str, enum.Enum):
+class _Code(str, enum.Enum):
+    """A code stored as its string value; `of` reads the code leading a stored "code: detail" text."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def of(cls, text: Optional[str]):
+        """The member leading `text` ("code: detail"), or None (no text, or another head)."""
+        if not text:
+            return None
+        try:
+            return cls(text.split(":", 1)[0].strip())
+        except ValueError:
+            return None
+
+
+class RejectionReason(_Code):
     INVALID_FORMULA = "invalid_formula"
     NOT_EVALUABLE = "not_evaluable"
     SCREENED_OUT = "screened_out"
@@ -43,9 +60,6 @@ class RejectionReason(str, enum.Enum):
     TIMEOUT = "timeout"
     WORKER_LOST = "worker_lost"
     INTERNAL_ERROR = "internal_error"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -118,16 +132,10 @@ def code_of_report(report: Optional[dict]) -> Optional[RejectionReason]:
 
 def code_of(text: Optional[str]) -> Optional[RejectionReason]:
     """The reason code that leads a stored rejection text ("code: detail"), or None."""
-    if not text:
-        return None
-    head = text.split(":", 1)[0].strip()
-    try:
-        return RejectionReason(head)
-    except ValueError:
-        return None
+    return RejectionReason.of(text)
 
 
-class ScreeningCheck(str, enum.Enum):
+class ScreeningCheck(_Code):
     """The screening checks' codes (actsearch.screening): a screened-out candidate's `screening_reason`
     is "check: detail[; check: detail ...]", led by the first check that failed."""
 
@@ -140,17 +148,5 @@ class ScreeningCheck(str, enum.Enum):
     GRADIENT_TOO_LARGE = "gradient_too_large"
     DUPLICATE = "duplicate"
     NOT_EVALUABLE = "not_evaluable"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @classmethod
-    def of(cls, text: Optional[str]) -> Optional["ScreeningCheck"]:
-        """The check leading a stored screening reason, or None (no text, or a reason that is not a
-        screening check's: a stability verdict, a rejection before training "stage: error: detail")."""
-        if not text:
-            return None
-        try:
-            return cls(text.split(":", 1)[0].strip())
-        except ValueError:
-            return None
+    # ScreeningCheck.of(reason): the check leading a stored screening reason, or None (a stability
+    # verdict, a rejection before training "stage: error: detail")

@@ -308,6 +308,7 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
         reference = "relu"
     ref = ref_label(reference)
     images: list[tuple[str, str]] = []
+    first_task = (search_tasks or [None])[0]  # whose trained parameter values "learned" shows
     multi_rung = len({r["rung"] for r in rung_rows if r["status"] == "done"}) > 1
 
     # best so far
@@ -345,7 +346,7 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
                 with np.errstate(all="ignore"):
                     ax.plot(x, evaluate(c.safe_expr, x, c.params), lw=2, label="f" + (" (initial)" if c.params else ""))
                     ax.plot(x, evaluate(c.safe_derivative, x, c.params), lw=1.2, ls="--", label="f'")
-                    learned = learned_values(learned_params(r["report"], c.params, default_task=(search_tasks or [None])[0]))
+                    learned = learned_values(learned_params(r["report"], c.params, default_task=first_task))
                     if learned:  # the shape the networks learned: median trained values over seeds and layers
                         any_learned = True
                         ax.plot(x, evaluate(c.safe_expr, x, {**c.params, **learned}), lw=1.6, color="C3",
@@ -403,7 +404,6 @@ def build_report(run_dir: str, out_path: str, top_k: int = 6) -> str:
 
     # with several search tasks, the score on each (each architecture); with per-task objectives, the front
     task_cols = search_tasks if len(search_tasks) > 1 else []
-    first_task = (search_tasks or [None])[0]
 
     def row(i, r):
         score = "" if r["score"] is None else f"{r['score']:+.4f}"

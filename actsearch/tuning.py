@@ -31,7 +31,6 @@ from typing import Mapping, Optional, Sequence, Union
 from actsearch.formula import Candidate, parse_formula
 
 SAMPLERS = ("tpe", "random", "qmc", "gp", "cmaes")
-FRESH_SEED_OFFSET = 1000   # validation seeds start here: disjoint from the tuning seeds 0..n-1
 
 
 @dataclass
@@ -189,8 +188,8 @@ def tune_initial_params(candidate: Union[str, Candidate], tasks: Union[str, Sequ
         asked = [study.ask() for _ in range(min(batch, trials - done))]
         values = [_suggest(t, rng, defaults) for t in asked]
         cands = [make(v) for v in values]
-        fresh = list({c.id: c for c in cands if c.id not in known}.values())
-        for c, rep in zip(fresh, evaluate_many(fresh, task_list, seed_list, steps=steps) if fresh else []):
+        untrained = list({c.id: c for c in cands if c.id not in known}.values())
+        for c, rep in zip(untrained, evaluate_many(untrained, task_list, seed_list, steps=steps) if untrained else []):
             rejected = next((tr["rejected"] for tr in rep["tasks"].values() if tr["rejected"]), None)
             attrs = {"task_scores": {k: tr["score"] for k, tr in rep["tasks"].items()}, "id": c.id}
             if rejected:
@@ -224,7 +223,9 @@ def tune_initial_params(candidate: Union[str, Candidate], tasks: Union[str, Sequ
 
     validation = []
     if validate_seeds > 0:
-        fresh = list(range(FRESH_SEED_OFFSET, FRESH_SEED_OFFSET + validate_seeds))
+        from actsearch.validation import fresh_seeds
+
+        fresh = fresh_seeds(validate_seeds)  # validation's seeds: disjoint from the tuning seeds 0..n-1
         pair = [make(best.params), make(defaults)]
         if pair[0].id == pair[1].id:  # the default won: nothing to compare
             validation = [TuneComparison(t, fresh, math.nan, math.nan, 0.0, None, "the default is best")
@@ -232,11 +233,10 @@ def tune_initial_params(candidate: Union[str, Candidate], tasks: Union[str, Sequ
         else:
             rb, rd = evaluate_many(pair, task_list, fresh, steps=steps)
             for t in task_list:
-                b = rb["tasks"][t]["candidate"]["per_seed"]
-                d = rd["tasks"][t]["candidate"]["per_seed"]
-                cmp = paired_comparison(b, d)
-                validation.append(TuneComparison(t, fresh, sum(b) / len(b), sum(d) / len(d), cmp["diff"],
-                                                 cmp["ci"], cmp["verdict"]))
+                b, d = rb["tasks"][t]["candidate"], rd["tasks"][t]["candidate"]
+                cmp = paired_comparison(b["per_seed"], d["per_seed"])
+                validation.append(TuneComparison(t, fresh, b["mean"], d["mean"], cmp["diff"], cmp["ci"],
+                                                 cmp["verdict"]))
     return TuneResult(candidate.source or candidate.formula, defaults, best.params, best.score, default_score,
                       sampler, task_list, seed_list, out_trials, validation, storage)
 

@@ -83,9 +83,10 @@ class FamiliesSpace(SearchSpace):
         family, structure, init = genome
         if family not in self.families:
             return f"unknown family {family!r}; this space's: {', '.join(self.families)}"
-        fam = get_family(family)
-        if structure not in fam.structures:
-            return f"unknown structure {structure!r} of {family}; valid: {', '.join(fam.structures)}"
+        try:
+            get_family(family, structure)
+        except ValueError as exc:
+            return str(exc)
         if init not in self.inits_of(family, structure):
             return f"init {init!r} is not one of {family} {structure}'s: {', '.join(self.inits_of(family, structure))}"
         return None
@@ -145,11 +146,8 @@ class FamiliesSpace(SearchSpace):
         if a[0] == b[0] and a[1] != b[1]:           # one family: swap the member, keep each start
             return self._with(a[0], b[1], a[2]), self._with(b[0], a[1], b[2])
         ca, cb = self._with(a[0], a[1], b[2]), self._with(b[0], b[1], a[2])   # swap the starts
-        if ca in (a, b):
-            ca = self.mutate(a, rng) if ca == a else ca
-        if cb in (a, b):
-            cb = self.mutate(b, rng) if cb == b else cb
-        return ca, cb
+        # the same start (or none to swap): a child equal to its parent is mutated instead
+        return (self.mutate(a, rng) if ca == a else ca), (self.mutate(b, rng) if cb == b else cb)
 
     def suggest(self, trial) -> Genome:
         """Optuna define-by-run: `family`, then `<family>_structure`, then `<family>_init` where it applies

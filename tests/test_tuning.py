@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import actsearch.evaluation as evaluation
 from actsearch.cli import app
 from actsearch.formula import parse_formula
-from actsearch.tuning import FRESH_SEED_OFFSET, default_ranges, tune_initial_params
+from actsearch.tuning import default_ranges, tune_initial_params
 
 runner = CliRunner()
 
@@ -49,7 +49,7 @@ def test_tpe_moves_the_start_towards_the_optimum_and_checks_it_on_fresh_seeds(fa
     assert abs(math.log(r.best_params["beta"] / 2.0)) < 0.25   # near the peak at 2
     assert r.best_score > r.default_score
     (v,) = r.validation
-    assert v.seeds == [FRESH_SEED_OFFSET, FRESH_SEED_OFFSET + 1, FRESH_SEED_OFFSET + 2]
+    assert v.seeds == [1000, 1001, 1002]   # validation's fresh seeds (actsearch.validation.fresh_seeds)
     assert all(seeds == (0, 1) for _, seeds in fake[:24])       # tuning never saw the fresh seeds
     assert v.diff > 0 and v.verdict == "better" and v.ci[0] > 0
     assert 0.25 <= min(t.params["beta"] for t in r.trials) and max(t.params["beta"] for t in r.trials) <= 4.0
@@ -114,4 +114,4 @@ def test_cli_tune_really_trains(tmp_path):
     assert all(t["score"] is not None and math.isfinite(t["score"]) for t in d["trials"])
     assert d["best_score"] >= d["default_score"]
     v = d["validation"][0]
-    assert v["task"] == "mnist1d-mlp" and v["seeds"] == [FRESH_SEED_OFFSET, FRESH_SEED_OFFSET + 1]
+    assert v["task"] == "mnist1d-mlp" and v["seeds"] == [1000, 1001]
