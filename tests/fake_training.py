@@ -38,10 +38,21 @@ def baseline_qualities(task: str, names=None) -> dict:
     return out
 
 
+def slope(formula: str) -> float:
+    """a/b of RatioSpace's x*sigmoid(a*x/b)."""
+    a, b = map(int, re.findall(r"sigmoid\((\d+)\*x/(\d+)\)", formula)[0])
+    return a / b
+
+
 def ratio_quality(formula: str) -> float:
     """RatioSpace's x*sigmoid(a*x/b): best at a/b = 1.5 (true quality +0.05), worse away from it."""
-    a, b = map(int, re.findall(r"sigmoid\((\d+)\*x/(\d+)\)", formula)[0])
-    return 0.05 - 0.1 * abs(a / b - 1.5)
+    return 0.05 - 0.1 * abs(slope(formula) - 1.5)
+
+
+def conflicting_task_quality(formula: str, task: str) -> float:
+    """Conflicting tasks for RatioSpace: digits-cnn prefers a/b = 1.5, any other task a/b = 0.5."""
+    best = 1.5 if task == "digits-cnn" else 0.5
+    return 0.05 - 0.1 * abs(slope(formula) - best)
 
 
 def accuracy(quality: float, key: str, task: str, seed: int, noise: float) -> float:
@@ -70,14 +81,15 @@ def report(key: str, quality: float, plan: dict, noise: float = 0.01, baselines=
 class PlanExecutor:
     """capacity batches in flight, answered in submission order; crash_after: raise KeyboardInterrupt
     (the driver dies) when that many batches have been answered.  `task_quality(formula, task)`: a true
-    quality per task instead of `quality(formula)`.  `config`: the search's config (as make_executor gets
+    quality per task instead of `quality(formula)`; `rejected(formula, task)`: a rejection text for the
+    task (the candidate "diverged" there), or None.  `config`: the search's config (as make_executor gets
     it), whose `baselines` are trained besides each task's reference; None: each task's own baselines.
     `baselines_trained`: every (task, baseline name) reported."""
 
     def __init__(self, quality=ratio_quality, capacity: int = 2, crash_after=None, ledger=None, noise: float = 0.01,
-                 task_quality=None, config=None):
+                 task_quality=None, config=None, rejected=None):
         self.quality, self.capacity, self.crash_after, self.noise = quality, capacity, crash_after, noise
-        self.task_quality, self.config = task_quality, config
+        self.task_quality, self.config, self.rejected = task_quality, config, rejected
         self.queue: list = []
         self.answered = 0
         self.ledger = ledger if ledger is not None else Counter()  # (cid, task, seed) -> times trained
@@ -108,6 +120,8 @@ class PlanExecutor:
                     self.ledger[(cid, task, s)] += 1
                 q = self.task_quality(formula, task) if self.task_quality else self.quality(formula)
                 tasks.update(report(cid, q, {task: seeds}, self.noise, names)["tasks"])
+                if self.rejected is not None:
+                    tasks[task]["rejected"] = self.rejected(formula, task)
                 self.baselines_trained |= {(task, b) for b in tasks[task]["baselines"]}
             out.append((cid, {"score": None, "seeds": list(next(iter(plan.values()))), "tasks": tasks}, "fake", 0.0))
         return [out]

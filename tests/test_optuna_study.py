@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import re
 import warnings
 
 import optuna
@@ -14,7 +13,7 @@ import pytest
 from actsearch.optuna_study import STUDY_NAME, rebuild_study, storage_url, study_name
 from actsearch.search import SearchConfig, SearchDriver
 from actsearch.store import ResultStore, StoreError
-from fake_training import PlanExecutor, ratio_table, report
+from fake_training import PlanExecutor, conflicting_task_quality, ratio_table, slope
 
 pytestmark = pytest.mark.usefixtures("ratio_space")
 
@@ -23,28 +22,16 @@ COMPLETE, FAIL, PRUNED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialSt
                           optuna.trial.TrialState.PRUNED)
 
 
-def ratio(formula: str) -> float:
-    a, b = map(int, re.findall(r"sigmoid\((\d+)\*x/(\d+)\)", formula)[0])
-    return a / b
-
-
 class RejectingExecutor(PlanExecutor):
     """PlanExecutor whose candidates with a slope above 2.5 diverge on every task; per-task qualities
     that conflict (digits-cnn prefers 1.5, mnist1d-mlp 0.5)."""
 
-    def wait(self):
-        items, plan = self.next_batch()
-        out = []
-        for cid, formula, _ in items:
-            tasks = {}
-            for task, seeds in plan.items():
-                best = 1.5 if task == "digits-cnn" else 0.5
-                q = 0.05 - 0.1 * abs(ratio(formula) - best)
-                tasks.update(report(cid, q, {task: seeds}, self.noise)["tasks"])
-                if ratio(formula) > 2.5:
-                    tasks[task]["rejected"] = "diverged: non-finite loss"
-            out.append((cid, {"score": None, "seeds": list(next(iter(plan.values()))), "tasks": tasks}, "fake", 0.0))
-        return [out]
+    def __init__(self, **kw):
+        super().__init__(task_quality=conflicting_task_quality, rejected=_diverges_above_2_5, **kw)
+
+
+def _diverges_above_2_5(formula: str, task: str):
+    return "diverged: non-finite loss" if slope(formula) > 2.5 else None
 
 
 @pytest.fixture
@@ -55,7 +42,7 @@ def screen_low_slopes(monkeypatch):
     real = screening.screen_candidate
 
     def screen(c, *a, **kw):
-        if ratio(c.source or c.formula) < 0.5:
+        if slope(c.source or c.formula) < 0.5:
             return screening.ScreeningResult(False, ["flat: test screen"])
         return real(c, *a, **kw)
 

@@ -2,39 +2,24 @@
 EvoNorm selects layers), Pareto selection in the strategies, the per-task Pareto front in the summary."""
 from __future__ import annotations
 
-import re
 
 import pytest
 
 from actsearch.search import SearchConfig, SearchDriver
 from actsearch.store import ResultStore
 from actsearch.strategies import dominates, make_strategy
-from fake_training import PlanExecutor, RatioSpace, report
+from fake_training import PlanExecutor, RatioSpace, conflicting_task_quality
 
 TASKS = ["digits-cnn", "mnist1d-mlp"]
 
 pytestmark = pytest.mark.usefixtures("ratio_space")
 
 
-def task_quality(formula: str, task: str) -> float:
-    """Conflicting tasks: digits-cnn prefers a/b = 1.5, mnist1d-mlp prefers a/b = 0.5."""
-    a, b = map(int, re.findall(r"sigmoid\((\d+)\*x/(\d+)\)", formula)[0])
-    best = 1.5 if task == "digits-cnn" else 0.5
-    return 0.05 - 0.1 * abs(a / b - best)
-
-
 class TaskPlanExecutor(PlanExecutor):
-    def wait(self):
-        items, plan = self.next_batch()
-        out = []
-        for cid, formula, _ in items:
-            tasks = {}
-            for task, seeds in plan.items():
-                for s in seeds:
-                    self.ledger[(cid, task, s)] += 1
-                tasks.update(report(cid, task_quality(formula, task), {task: seeds}, self.noise)["tasks"])
-            out.append((cid, {"score": None, "seeds": list(next(iter(plan.values()))), "tasks": tasks}, "fake", 0.0))
-        return [out]
+    """PlanExecutor with conflicting per-task qualities (digits-cnn prefers a/b = 1.5, mnist1d-mlp 0.5)."""
+
+    def __init__(self, **kw):
+        super().__init__(task_quality=conflicting_task_quality, **kw)
 
 
 def config(**kw):

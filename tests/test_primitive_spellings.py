@@ -181,23 +181,14 @@ def test_triton_printed_atoms_under_the_interpreter(tmp_path):
     """Every elementwise primitive's generated Triton kernel (printed from the registry's spellings)
     against torch eager, under TRITON_INTERPRET=1 (tests/test_triton.py's runner)."""
     pytest.importorskip("triton")
-    import json
-    import subprocess
-    import sys
-
-    from test_triton import RUNNER
+    from test_triton import run_under_interpreter
 
     cases = []
     for name in ELEMENTWISE:
         prim = PRIMITIVES[name]
         args = ["abs(x)" if name == "log1p" else "x"] if prim.n_inputs == 1 else ["x", "sin(x)"]
         cases.append((f"{name}({', '.join(args)}) + 0.25*x", {}))
-    script = tmp_path / "run_triton.py"
-    script.write_text(RUNNER)
-    r = subprocess.run([sys.executable, str(script), json.dumps(cases)], capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    for row in json.loads(r.stdout.strip().splitlines()[-1]):
+    for row in run_under_interpreter(tmp_path, cases, timeout=600):
         assert row["err_y"] < 1e-5, row
 
 

@@ -70,13 +70,19 @@ CASES = [("x*sigmoid(beta*x)", {"beta": 1.3}), ("max(x, tanh(x))", {}), ("mish(x
          ("x*sign(beta*x)", {"beta": 0.5}), ("x*sigmoid(x)*heaviside(beta)", {"beta": 0.5})]
 
 
-def test_generated_triton_kernels_match_torch_under_the_interpreter(tmp_path):
+def run_under_interpreter(tmp_path, cases, timeout: float = 300) -> list:
+    """RUNNER on `cases` [(formula, params)] in a fresh process (TRITON_INTERPRET=1 must precede triton's
+    import): one row per case with the kernel's errors against torch."""
     script = tmp_path / "run_triton.py"
     script.write_text(RUNNER)
-    r = subprocess.run([sys.executable, str(script), json.dumps(CASES)], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run([sys.executable, str(script), json.dumps(cases)], capture_output=True, text=True,
+                       timeout=timeout)
     assert r.returncode == 0, r.stderr[-3000:]
-    for row in json.loads(r.stdout.strip().splitlines()[-1]):
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_generated_triton_kernels_match_torch_under_the_interpreter(tmp_path):
+    for row in run_under_interpreter(tmp_path, CASES):
         assert row["err_y"] < 1e-5, row
         assert all(e < 1e-4 for e in row["err_g"]), row  # float32 kernels vs float64 reference
 
