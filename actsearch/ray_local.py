@@ -214,10 +214,12 @@ def watch(driver: int) -> None:
         known.pop(me, None)
         known = {p: s for p, s in known.items() if _alive(p, s)}
         time.sleep(WATCH_INTERVAL_S)
-    _stop(known)
+    stop_processes(known)
 
 
-def _stop(procs: dict[int, int]) -> None:
+def stop_processes(procs: dict[int, int], grace_s: float = TERM_GRACE_S) -> None:
+    """SIGTERM every process of {pid: start time} still alive, SIGKILL what is left after `grace_s`
+    (a pid reused by another process since is never signalled: its start time differs)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         live = {p: s for p, s in procs.items() if _alive(p, s)}
         for p in live:
@@ -225,7 +227,7 @@ def _stop(procs: dict[int, int]) -> None:
                 os.kill(p, sig)
             except OSError:
                 pass
-        deadline = time.time() + TERM_GRACE_S
+        deadline = time.time() + grace_s
         while sig == signal.SIGTERM and time.time() < deadline and any(_alive(p, s) for p, s in live.items()):
             time.sleep(0.1)
         procs = live

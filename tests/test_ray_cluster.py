@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from actsearch.ray_local import _alive, _stat, descendants
+from actsearch.ray_local import _alive, _stat, descendants, stop_processes
 
 RAY = Path(sys.executable).with_name("ray")
 pytestmark = [
@@ -157,16 +157,7 @@ class Cluster:
         for p in self.starters.values():  # first the ray start processes: they end their node's processes
             if p.poll() is None:
                 p.terminate()
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            live = {p: s for p, s in procs.items() if _alive(p, s)}
-            for pid in live:
-                try:
-                    os.kill(pid, sig)
-                except OSError:
-                    pass
-            deadline = time.time() + 5
-            while sig == signal.SIGTERM and time.time() < deadline and any(_alive(p, s) for p, s in live.items()):
-                time.sleep(0.1)
+        stop_processes(procs, grace_s=5.0)
         for p in self.starters.values():
             try:
                 p.wait(timeout=5)
