@@ -150,11 +150,6 @@ def evaluate_items(items: list, tasks: list, seeds, steps: Optional[int], baseli
     return [EvaluationResult(it.candidate_id, rep, worker, wall) for it, rep in zip(items, reports)]
 
 
-def rejected_report(rejection) -> dict:
-    """The report of a candidate that was not scored (Rejection.to_report())."""
-    return rejection.to_report()
-
-
 def locate_failure(item, exc: BaseException) -> "Rejection":
     """The Rejection for one candidate (an EvaluationItem) whose evaluation raised `exc`: the stage is
     found by redoing the cheap stages alone (parse, kernel source generation); what is left is
