@@ -35,14 +35,19 @@ def test_two_node_search_survives_losing_a_node(ray_cluster, tmp_path):
     assert ex.n_workers == 2 and ex.threads == 1
     assert len({ray.get(w.pid.remote()) for w in ex.idle}) == 2  # two worker processes, one per node
     removed = []
+    submit = ex.submit
 
-    def progress(status):
-        if not removed:  # after the first result: take a node (and the worker on it) away
+    def submit_then_remove(*args, **kwargs):
+        # once both workers hold a batch, take the second node (and the worker on it) away: its batch is
+        # then certainly in flight, so the test does not depend on which worker finishes first
+        submit(*args, **kwargs)
+        if not removed and len(ex.running) == 2:
             ray_cluster.remove_node(node)
-            removed.append(status["evaluated"])
+            removed.append(len(ex.running))
 
+    ex.submit = submit_then_remove
     try:
-        summary = SearchDriver(cfg, tmp_path / "run", progress=progress, executor=ex).run()
+        summary = SearchDriver(cfg, tmp_path / "run", executor=ex).run()
     finally:
         ex.shutdown()
     assert removed
