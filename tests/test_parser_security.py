@@ -647,7 +647,7 @@ def test_big_constants_do_not_reach_sympy():
     start = time.perf_counter()
     err = guarded_parse("9**9**9**9")
     assert isinstance(err, FormulaError)
-    assert time.perf_counter() - start < 0.2
+    assert time.perf_counter() - start < BUDGET_S  # evaluated, it would never end
 
 
 # ---- 3. error positions ------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # A handful of formulas: no parameter (one forward_with_derivative graph), a learnable parameter
 # (forward and backward graphs), a piecewise and a rational one.
-FORMULAS = [("x*sigmoid(1.702*x)", {}), ("x*tanh(softplus(x)) + beta*x", {"beta": 0.25}),
-            ("max(x, 0) + 0.5*min(exp(x) - 1, 0)", {}), ("x/(1 + abs(x)) + alpha*x*x", {"alpha": -0.125})]
+# one with a parameter (forward and backward graphs), one without (the fused forward+derivative graph);
+# the whole kernel suites with every patch off: test_the_kernel_suites_pass_with_every_patch_off (slow)
+FORMULAS = [("x*tanh(softplus(x)) + beta*x", {"beta": 0.25}), ("max(x, 0) + 0.5*min(exp(x) - 1, 0)", {})]
 
 # Runs in a fresh process (the switch is read at import): every formula's outputs and gradients.
 _RUN = textwrap.dedent("""
