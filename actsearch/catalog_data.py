@@ -797,7 +797,9 @@ CATALOG_ENTRIES: list[dict] = [
          reference=_survey("Rectified hyperbolic secant"), year=2024, family="gated", torch=None),
     # EANAF: x e^x/(e^x + 2) = x tanh(softplus(x)/2) = x sigmoid(x - ln 2).
     dict(name="eanaf", title="EANAF x e^x/(e^x + 2)", formula="x*sigmoid(x - log(2))", params={},
-         reference=_survey("EANAF"), year=2024, family="gated", torch=None),
+         reference="Chai, Yu, Cui, Ren & Ding, An efficient asymmetric nonlinear activation function for deep "
+                   "neural networks, Symmetry",
+         year=2022, family="gated", torch=None),
     dict(name="sinsig", title="SinSig x sin(pi/2 sigmoid(x))", formula="x*sin(pi/2*sigmoid(x))", params={},
          reference=_survey("SinSig"), year=2024, family="gated", torch=None),
     dict(name="tanh_sig", title="TanhSig (x + tanh(x)) sigmoid(x)", formula="(x + tanh(x))*sigmoid(x)",
@@ -827,7 +829,10 @@ CATALOG_ENTRIES: list[dict] = [
     # Smooth step: 0 below -a/2, 1 above a/2, -2x^3/a^3 + 3x/(2a) + 1/2 between; a = 2 illustrative.
     dict(name="smooth_step", title="Smooth step (cubic)",
          formula="-2*min(max(x, -a/2), a/2)**3/a**3 + 3*min(max(x, -a/2), a/2)/(2*a) + 1/2",
-         params={"a": 2.0}, reference=_survey("Smooth step"), year=2024, family="sigmoidal", torch=None),
+         params={"a": 2.0},
+         reference="Hazimeh, Ponomareva, Mol, Tan & Mazumder, The tree ensemble layer: Differentiability meets "
+                   "conditional computation, ICML",
+         year=2020, family="sigmoidal", torch=None),
     # LeCun's "small linear term" added to a sigmoid to avoid flat spots: tanh(x) + a x; a = 0.1 illustrative.
     dict(name="tanh_linear", title="Twisted tanh tanh(x) + a x", formula="tanh(x) + a*x", params={"a": 0.1},
          reference=EFFICIENT_BACKPROP, year=1998, family="sigmoidal", torch=None),
@@ -841,8 +846,10 @@ CATALOG_ENTRIES: list[dict] = [
     dict(name="comb_hsine", title="CombHsine sinh(a x) + asinh(a x)", formula="sinh(a*x) + asinh(a*x)",
          params={"a": 1.0}, reference=_survey("CombHsine"), year=2024, family="smooth", torch=None),
     dict(name="hypersinh", title="HyperSinh sinh(x)/3 for x > 0, x^3/4 otherwise",
-         formula="sinh(relu(x))/3 + min0(x)**3/4", params={}, reference=_survey("HyperSinh"), year=2024,
-         family="smooth", torch=None),
+         formula="sinh(relu(x))/3 + min0(x)**3/4", params={},
+         reference="Parisi, Ma, RaviChandran & Lanzillotta, hyper-sinh: An accurate and reliable function from "
+                   "shallow to deep learning in TensorFlow and Keras, Machine Learning with Applications",
+         year=2021, family="smooth", torch=None),
     dict(name="etanh", title="Etanh a e^x tanh(x)", formula="a*exp(x)*tanh(x)", params={"a": 1.0},
          reference=_survey("Etanh"), year=2024, family="smooth", torch=None),
     # Bi-firing: x^2/(2a) for |x| <= a, |x| - a/2 outside (a smoothed |x|).
