@@ -702,6 +702,9 @@ def search(
     validate_seeds: int = typer.Option(5, "--validate-seeds", help="Fresh seeds per validation task."),
     validate_tasks: Optional[str] = typer.Option(None, "--validate-tasks", help="Validation tasks (default: the search "
                                                  "tasks and the held-out tasks)."),
+    validate_select: str = typer.Option("score", "--validate-select", help="How the top K are chosen: score (the "
+                                        "conservative ranking) or worst-task (the score on the candidate's worst "
+                                        "search task; see `actsearch validate --select`)."),
     batch: int = typer.Option(8, "--batch", help="Candidates per population (one worker call)."),
     workers: int = typer.Option(0, "--workers", help="Ray workers (default: one per CPU, one thread each)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: embedded Ray)."),
@@ -726,7 +729,7 @@ def search(
     cfg = SearchConfig(space=space, strategy=strategy, tasks=_split(tasks), budget=budget, seeds=seeds, steps=steps,
                        seed=seed, batch=batch, workers=workers, address=address, objectives=_split(objectives),
                        timeout_s=timeout, executor=executor, rungs=rungs, eta=eta, validate_top=validate_top,
-                       validate_seeds=validate_seeds,
+                       validate_seeds=validate_seeds, validate_select=validate_select,
                        validate_tasks=_split(validate_tasks) if validate_tasks is not None else None)
     from rich.live import Live
 
@@ -793,7 +796,8 @@ def _score_ci(d) -> str:
 def _print_validation(v: dict) -> None:
     from rich.markup import escape
 
-    title = (f"validation: top {len(v['candidates'])} on {len(v['seeds'])} fresh seeds; search tasks "
+    by = {"worst-task": " by worst search task", "ids": " (chosen by id)"}.get(v.get("selected_by"), "")
+    title = (f"validation: top {len(v['candidates'])}{by} on {len(v['seeds'])} fresh seeds; search tasks "
              f"{', '.join(v['search_tasks']) or '-'}; held out {', '.join(v['held_out']) or 'none'}")
     ref = v.get("reference_baseline", "relu")
     t = Table(title=title)
@@ -1040,6 +1044,10 @@ def validate(run_dir: str = typer.Argument(..., help="A run directory (finished 
                                                  "larger mnist1d-mlp-deep, or the layer tasks not searched)."),
              executor: str = typer.Option("ray", "--executor", help="ray (default, embedded) or local (in-process)."),
              workers: int = typer.Option(0, "--workers", help="Ray workers (default: one per CPU)."),
+             select: str = typer.Option("score", "--select", help="How the top K are chosen: score (the "
+                                        "conservative ranking of the mean over the search tasks) or worst-task "
+                                        "(the score on the candidate's worst search task, among those at the "
+                                        "highest rung: candidates that transfer)."),
              as_json: bool = typer.Option(False, "--json")):
     """Re-train the run's top K on fresh seeds and held-out tasks against the baselines (ReLU, GELU, SiLU; the
     layer baselines for a layer search) and each task's best baseline: paired t-tests, Holm-corrected; a
@@ -1057,6 +1065,10 @@ def validate(run_dir: str = typer.Argument(..., help="A run directory (finished 
         raise _fail(f"--workers must be >= 0, got {workers}")
     if executor not in ("ray", "local"):
         raise _fail(f"--executor must be 'ray' or 'local', got {executor!r}")
+    from actsearch.validation import SELECTIONS
+
+    if select not in SELECTIONS:
+        raise _fail(f"--select must be one of {', '.join(SELECTIONS)}, got {select!r}")
     if tasks is not None and not _split(tasks):
         raise _fail("--tasks is empty; name at least one task or leave it out")
     try:
@@ -1080,12 +1092,15 @@ def validate(run_dir: str = typer.Argument(..., help="A run directory (finished 
                              f"({', '.join(cfg.tasks)}); validate it on tasks of that kind")
         if store.n_results() == 0:
             raise StoreError(f"{run_dir} has no evaluated candidate to validate")
+        if select == "worst-task" and len(cfg.tasks) < 2:  # before any worker starts
+            raise ValueError(f"--select worst-task needs a run that searched at least two tasks; this one "
+                             f"searched {', '.join(cfg.tasks)}")
         from actsearch.executor import make_executor
         from actsearch.validation import validate_store
 
         ex = make_executor(cfg, run_dir)
         try:
-            summary = validate_store(store, ex, top=top, seeds=seeds, tasks=task_names)
+            summary = validate_store(store, ex, top=top, seeds=seeds, tasks=task_names, select=select)
         finally:
             ex.shutdown()
     except (ValueError, StoreError, RuntimeError) as exc:

@@ -69,6 +69,7 @@ class SearchConfig:
     validate_top: int = 0          # at the end, validate the top K (0: no validation; the CLI's default is 5)
     validate_seeds: int = 5        # fresh seeds per validation task
     validate_tasks: Optional[list] = None  # None: the search tasks and the held-out tasks (validation.py)
+    validate_select: str = "score"  # how the top K are chosen: validation.SELECTIONS
 
     def validate(self) -> None:
         # numbers first, before the imports below (torch, ~2 s): a negative worker count made the driver
@@ -128,6 +129,12 @@ class SearchConfig:
         for name, value, low in (("--validate-top", self.validate_top, 0), ("--validate-seeds", self.validate_seeds, 2)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        from actsearch.validation import SELECTIONS
+
+        if self.validate_select not in SELECTIONS:
+            raise ValueError(f"--validate-select must be one of {', '.join(SELECTIONS)}, got {self.validate_select!r}")
+        if self.validate_select == "worst-task" and self.validate_top > 0 and len(self.tasks) < 2:
+            raise ValueError("--validate-select worst-task needs at least two --tasks (a worst task among several)")
         if self.validate_tasks is not None:
             if not self.validate_tasks:
                 raise ValueError("--validate-tasks is empty; name at least one task or leave it out")
@@ -547,7 +554,7 @@ class SearchDriver:
 
                 summary["validation"] = validate_store(
                     self.store, ex, top=cfg.validate_top, seeds=cfg.validate_seeds, tasks=cfg.validate_tasks,
-                    baselines=cfg.baselines,
+                    baselines=cfg.baselines, select=cfg.validate_select,
                     progress=lambda st: self.progress({**self.status(t_start, started), "validation": st}))
         finally:
             if self.executor is None:

@@ -122,13 +122,44 @@ def _summ(values: Sequence[float]) -> dict:
             "per_seed": list(values)}
 
 
+SELECTIONS = ("score", "worst-task")
+
+
+def select_candidates(store, top: int, select: str = "score") -> list[dict]:
+    """The run's `top` candidates to validate (store.ranked() rows, rejected ones never).
+
+    "score": the conservative ranking (the lower 95% bound of the mean score over the search tasks).
+    "worst-task": for a run that searched several tasks, by the candidate's score on its worst search
+    task (at its highest rung), among those at the highest rung reached first (most seeds, least winner's
+    curse).  A mean over tasks can be carried by one task (a layer far better on one architecture and
+    worse on the others); the worst task asks for a candidate that transfers."""
+    if select not in SELECTIONS:
+        raise ValueError(f"--select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+    valid = [r for r in store.ranked() if r["rejected"] is None and r["score"] is not None]
+    if select == "score":
+        return valid[:top]
+    search_tasks = list((store.config() or {}).get("tasks") or [])
+    if len(search_tasks) < 2:
+        raise ValueError(f"--select worst-task needs a run that searched at least two tasks; this one searched "
+                         f"{', '.join(search_tasks) or 'none'}")
+    scored = []
+    for r in valid:
+        ts = store.task_scores(r["id"]) or {}
+        if all(ts.get(t) is not None for t in search_tasks):
+            scored.append((r, min(float(ts[t]) for t in search_tasks)))
+    scored.sort(key=lambda pair: (-pair[0]["rung"], -pair[1]))
+    return [r for r, _ in scored[:top]]
+
+
 def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optional[Sequence[str]] = None,
                    baselines: Optional[Sequence[str]] = None, alpha: float = ALPHA,
-                   progress: Optional[Callable[[dict], None]] = None, ids: Optional[Sequence[str]] = None) -> dict:
+                   progress: Optional[Callable[[dict], None]] = None, ids: Optional[Sequence[str]] = None,
+                   select: str = "score") -> dict:
     """Validate the top `top` candidates of the run in `store` (opened for writing) with `executor`
     (anything with submit(items, plan, timeout_s) / wait() / capacity, whose config trains `baselines`);
     returns the summary (also stored).  `baselines`: None for the tasks' own (ReLU, GELU, SiLU; the five
     layer baselines on layer tasks).  `ids`: validate these candidates instead of the top `top`.
+    `select`: how the top `top` are chosen (select_candidates: "score" or "worst-task").
     See the module docstring."""
     from actsearch.staging import estimate_score
     from actsearch.tasks import get_task, task_defaults
@@ -162,7 +193,7 @@ def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optiona
             raise ValueError(f"no evaluated candidate {unknown[0]!r} in this run")
         chosen = [by_id[i] for i in dict.fromkeys(ids)]
     else:
-        chosen = [r for r in store.ranked() if r["rejected"] is None and r["score"] is not None][:top]
+        chosen = select_candidates(store, top, select)
     t0 = time.time()
     # what is missing per (task, candidate): nothing is trained twice (a validation with more seeds than an
     # earlier one trains only the new seeds); candidates missing the same seeds of a task share a population
@@ -266,9 +297,10 @@ def validate_store(store, executor, top: int = 5, seeds: int = 5, tasks: Optiona
     summary = {"seeds": fresh, "tasks": tasks, "search_tasks": [t for t in tasks if t in search_tasks],
                "held_out": held_out, "note": note, "kind": kind, "reference_baseline": ref,
                "baselines": names, "best_baseline": best, "alpha": alpha,
-               "correction": "holm", "n_tests": len(tests), "top": len(chosen), "candidates": rows,
+               "correction": "holm", "n_tests": len(tests), "top": len(chosen),
+               "selected_by": "ids" if ids is not None else select, "candidates": rows,
                "reference": reference, "reference_scores": references,
                "trainings": sum(len(ids) * len(missing) for _, missing, ids in jobs), "elapsed_s": time.time() - t0}
-    store.record_validation({"top": len(chosen), "ids": [r["id"] for r in chosen], "seeds": fresh, "tasks": tasks, "baselines": names, "alpha": alpha},
-                            summary)
+    store.record_validation({"top": len(chosen), "ids": [r["id"] for r in chosen], "seeds": fresh, "tasks": tasks,
+                             "baselines": names, "alpha": alpha, "selected_by": summary["selected_by"]}, summary)
     return summary

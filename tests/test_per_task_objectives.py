@@ -86,3 +86,63 @@ def test_per_task_search_resumes_exactly(tmp_path):
         eb = [(k, g, v) for k, g, v in b.events() if k in ("ask", "tell")]
         assert [(k, g) for k, g, _ in ea] == [(k, g) for k, g, _ in eb]
         assert [r["id"] for r in a.ranked()] == [r["id"] for r in b.ranked()]
+
+
+def test_worst_task_selection_validates_the_candidates_that_transfer(tmp_path):
+    """Conflicting tasks (digits-cnn prefers a/b = 1.5, mnist1d-mlp 0.5): the mean over the two is flat
+    between 0.5 and 1.5, the worse of the two peaks at a/b = 1.  --select worst-task takes, among the
+    candidates at the highest rung, the best on their worst search task; --select score the conservative
+    ranking of the mean."""
+    from fake_training import slope
+    from actsearch.validation import select_candidates, validate_store
+
+    SearchDriver(config(budget=21, seeds=2, validate_top=0), tmp_path / "run", optuna_study=False,
+                 executor=TaskPlanExecutor(noise=0.002)).run()
+    with ResultStore(tmp_path / "run", mode="write") as store:
+        by_score = select_candidates(store, 3, "score")
+        worst = select_candidates(store, 3, "worst-task")
+        valid = [r for r in store.ranked() if r["rejected"] is None and r["score"] is not None]
+        task_min = {r["id"]: min(store.task_scores(r["id"]).values()) for r in valid}
+        top_rung = max(r["rung"] for r in valid)
+        summary = validate_store(store, TaskPlanExecutor(noise=0.002), top=2, seeds=3, select="worst-task")
+        stored = store.latest_validation()
+    assert by_score == valid[:3]
+    assert len(worst) == 3 and worst[0]["rung"] == top_rung and worst != by_score
+    assert sum(r["rung"] == top_rung for r in valid) >= 3  # a choice within the top rung
+    # rungs never rise down the list, and within a rung the worst-task scores never rise
+    keys = [(-r["rung"], -task_min[r["id"]]) for r in worst]
+    assert keys == sorted(keys)
+    # nothing left out beats the last chosen on (rung, worst task)
+    assert all((-r["rung"], -task_min[r["id"]]) >= keys[-1] for r in valid if r not in worst)
+    # the truth: the worst-task choice at the top rung is the candidate closest to a/b = 1 there
+    at_top = [r for r in valid if r["rung"] == top_rung]
+    assert abs(slope(worst[0]["formula"]) - 1.0) == min(abs(slope(r["formula"]) - 1.0) for r in at_top)
+    assert summary["selected_by"] == stored["selected_by"] == "worst-task"
+    assert [c["id"] for c in summary["candidates"]] == [r["id"] for r in worst[:2]]
+    with ResultStore(tmp_path / "run", mode="read") as store:
+        with pytest.raises(ValueError, match="--select must be one of score, worst-task"):
+            select_candidates(store, 3, "median")
+
+
+def test_worst_task_selection_needs_several_search_tasks(tmp_path):
+    from actsearch.validation import select_candidates
+
+    SearchDriver(config(tasks=["digits-cnn"], objectives=["score"], budget=6, validate_top=0), tmp_path / "run",
+                 optuna_study=False, executor=PlanExecutor()).run()
+    with ResultStore(tmp_path / "run", mode="read") as store:
+        with pytest.raises(ValueError, match="worst-task needs a run that searched at least two tasks"):
+            select_candidates(store, 2, "worst-task")
+
+
+def test_validate_cli_refuses_worst_task_on_a_one_task_run_before_starting_workers(tmp_path):
+    from typer.testing import CliRunner
+
+    from actsearch.cli import app
+
+    SearchDriver(config(tasks=["digits-cnn"], objectives=["score"], budget=3, validate_top=0), tmp_path / "run",
+                 optuna_study=False, executor=PlanExecutor()).run()
+    r = CliRunner().invoke(app, ["validate", str(tmp_path / "run"), "--select", "worst-task", "--executor", "local",
+                                 "--json"])
+    assert r.exit_code != 0 and "worst-task needs a run that searched at least two tasks" in r.output
+    with ResultStore(tmp_path / "run", mode="read") as store:
+        assert store.latest_validation() is None  # nothing was validated
