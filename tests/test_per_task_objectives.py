@@ -125,22 +125,17 @@ def test_worst_task_selection_validates_the_candidates_that_transfer(tmp_path):
 
 
 def test_worst_task_selection_needs_several_search_tasks(tmp_path):
+    """Refused by select_candidates, and by `validate --select worst-task` before any worker starts."""
+    from typer.testing import CliRunner
+
+    from actsearch.cli import app
     from actsearch.validation import select_candidates
 
-    SearchDriver(config(tasks=["digits-cnn"], objectives=["score"], budget=6, validate_top=0), tmp_path / "run",
+    SearchDriver(config(tasks=["digits-cnn"], objectives=["score"], budget=3, validate_top=0), tmp_path / "run",
                  optuna_study=False, executor=PlanExecutor()).run()
     with ResultStore(tmp_path / "run", mode="read") as store:
         with pytest.raises(ValueError, match="worst-task needs a run that searched at least two tasks"):
             select_candidates(store, 2, "worst-task")
-
-
-def test_validate_cli_refuses_worst_task_on_a_one_task_run_before_starting_workers(tmp_path):
-    from typer.testing import CliRunner
-
-    from actsearch.cli import app
-
-    SearchDriver(config(tasks=["digits-cnn"], objectives=["score"], budget=3, validate_top=0), tmp_path / "run",
-                 optuna_study=False, executor=PlanExecutor()).run()
     r = CliRunner().invoke(app, ["validate", str(tmp_path / "run"), "--select", "worst-task", "--executor", "local",
                                  "--json"])
     assert r.exit_code != 0 and "worst-task needs a run that searched at least two tasks" in r.output
