@@ -702,16 +702,18 @@ def search(
     validate_seeds: int = typer.Option(5, "--validate-seeds", help="Fresh seeds per validation task."),
     validate_tasks: Optional[str] = typer.Option(None, "--validate-tasks", help="Validation tasks (default: the search "
                                                  "tasks and the held-out tasks)."),
-    validate_select: str = typer.Option("score", "--validate-select", help="How the top K are chosen: score (the "
-                                        "conservative ranking) or worst-task (the score on the candidate's worst "
-                                        "search task; see `actsearch validate --select`)."),
+    validate_select: Optional[str] = typer.Option(None, "--validate-select", help="How the top K are chosen: score "
+                                                  "(the conservative ranking) or worst-task (the score on the "
+                                                  "candidate's worst search task; see `actsearch validate --select`). "
+                                                  "Default: worst-task with --objectives worst-task, else score."),
     batch: int = typer.Option(8, "--batch", help="Candidates per population (one worker call)."),
     workers: int = typer.Option(0, "--workers", help="Ray workers (default: one per CPU, one thread each)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT (default: embedded Ray)."),
     run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Run directory (default runs/<space>-<strategy>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
-    objectives: str = typer.Option("score", "--objectives", help="'score', 'score,cost' (multi-objective), or 'tasks' (one score per task, "
-                                    "Pareto selection over tasks/architectures, as EvoNorm)."),
+    objectives: str = typer.Option("score", "--objectives", help="'score', 'score,cost' (multi-objective), 'tasks' (one score per task, "
+                                    "Pareto selection over tasks/architectures, as EvoNorm), or 'worst-task' (the "
+                                    "score on the candidate's worst task: selects for transfer)."),
     seed: int = typer.Option(0, "--seed", help="Strategy seed."),
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds per candidate before it is rejected as timed out."),
     executor: str = typer.Option("ray", "--executor", help="ray (default), local (in-process), or table:PATH (answer "
@@ -1044,10 +1046,12 @@ def validate(run_dir: str = typer.Argument(..., help="A run directory (finished 
                                                  "larger mnist1d-mlp-deep, or the layer tasks not searched)."),
              executor: str = typer.Option("ray", "--executor", help="ray (default, embedded) or local (in-process)."),
              workers: int = typer.Option(0, "--workers", help="Ray workers (default: one per CPU)."),
-             select: str = typer.Option("score", "--select", help="How the top K are chosen: score (the "
-                                        "conservative ranking of the mean over the search tasks) or worst-task "
-                                        "(the score on the candidate's worst search task, among those at the "
-                                        "highest rung: candidates that transfer)."),
+             select: Optional[str] = typer.Option(None, "--select", help="How the top K are chosen: score (the "
+                                                  "conservative ranking of the mean over the search tasks) or "
+                                                  "worst-task (the score on the candidate's worst search task, among "
+                                                  "those at the highest rung: candidates that transfer). Default: "
+                                                  "the run's --validate-select, else worst-task for a search with "
+                                                  "--objectives worst-task, else score."),
              as_json: bool = typer.Option(False, "--json")):
     """Re-train the run's top K on fresh seeds and held-out tasks against the baselines (ReLU, GELU, SiLU; the
     layer baselines for a layer search) and each task's best baseline: paired t-tests, Holm-corrected; a
@@ -1067,7 +1071,7 @@ def validate(run_dir: str = typer.Argument(..., help="A run directory (finished 
         raise _fail(f"--executor must be 'ray' or 'local', got {executor!r}")
     from actsearch.validation import SELECTIONS
 
-    if select not in SELECTIONS:
+    if select is not None and select not in SELECTIONS:
         raise _fail(f"--select must be one of {', '.join(SELECTIONS)}, got {select!r}")
     if tasks is not None and not _split(tasks):
         raise _fail("--tasks is empty; name at least one task or leave it out")
@@ -1092,6 +1096,7 @@ def validate(run_dir: str = typer.Argument(..., help="A run directory (finished 
                              f"({', '.join(cfg.tasks)}); validate it on tasks of that kind")
         if store.n_results() == 0:
             raise StoreError(f"{run_dir} has no evaluated candidate to validate")
+        select = select or cfg.selection()
         if select == "worst-task" and len(cfg.tasks) < 2:  # before any worker starts
             raise ValueError(f"--select worst-task needs a run that searched at least two tasks; this one "
                              f"searched {', '.join(cfg.tasks)}")

@@ -127,6 +127,7 @@ class StudyMirror:
         self.directions = directions(self.config)
         self.tasks = list(self.config.get("tasks") or [])
         self.per_task = list(self.config.get("objectives") or ["score"]) == ["tasks"]
+        self.worst_task = list(self.config.get("objectives") or ["score"]) == ["worst-task"]
         self._rung_mark = 0       # the store's rungs.seq (results.n in a store older than schema 3) mirrored
         self._pruned_mark = 0     # candidates.rowid mirrored
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,6 +227,11 @@ class StudyMirror:
                 reason = f"no score on {', '.join(missing)}"
             else:
                 values = [float(task_scores[t]) for t in self.tasks]
+        elif self.worst_task:  # as the strategy is told: the worst search task's score
+            from actsearch.staging import worst_task
+
+            worst = worst_task(task_scores, self.tasks)
+            values, reason = ([worst], None) if worst is not None else (None, "no score on every task")
         elif len(self.names) == 1:
             values = [float(score)]
         else:  # score, cost: as the strategy is told (no measured cost: 0.0)

@@ -33,13 +33,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 from actsearch.formula import Candidate, FormulaError
-from actsearch.staging import DEFAULT_ETA, MAX_SEEDS, AshaPromotions, estimate_score, parse_rungs, rungs_spec
+from actsearch.staging import (DEFAULT_ETA, MAX_SEEDS, AshaPromotions, estimate_score, parse_rungs, rungs_spec,
+                               worst_task)
 from actsearch.store import ResultStore, StoreError
 
 MAX_STALE_ASKS = 5000  # consecutive asks without a new candidate to evaluate
 
 # config keys that must match to resume a run (budget, workers, address may change between sessions)
-OBJECTIVE_SETS = (["score"], ["score", "cost"], ["tasks"])
+OBJECTIVE_SETS = (["score"], ["score", "cost"], ["tasks"], ["worst-task"])
 RESUME_KEYS = ("space", "space_options", "strategy", "strategy_options", "tasks", "seeds", "steps", "seed",
                "objectives", "batch", "rungs", "eta")
 # a run made before staged evaluation was flat (one rung) with eta 3
@@ -58,7 +59,7 @@ class SearchConfig:
     batch: int = 8                 # candidates per population (one worker call)
     workers: int = 0               # 0: one single-threaded worker per CPU of the machine / cluster
     address: Optional[str] = None  # Ray cluster address; None: embedded local Ray
-    objectives: list = field(default_factory=lambda: ["score"])  # or ["score", "cost"]
+    objectives: list = field(default_factory=lambda: ["score"])  # or ["score", "cost"], ["tasks"], ["worst-task"]
     timeout_s: float = 300.0       # per candidate (a batch of n gets n times it)
     space_options: dict = field(default_factory=dict)
     strategy_options: dict = field(default_factory=dict)
@@ -69,7 +70,8 @@ class SearchConfig:
     validate_top: int = 0          # at the end, validate the top K (0: no validation; the CLI's default is 5)
     validate_seeds: int = 5        # fresh seeds per validation task
     validate_tasks: Optional[list] = None  # None: the search tasks and the held-out tasks (validation.py)
-    validate_select: str = "score"  # how the top K are chosen: validation.SELECTIONS
+    validate_select: Optional[str] = None  # how the top K are chosen (validation.SELECTIONS); None: worst-task
+    #                                        for --objectives worst-task, else score
 
     def validate(self) -> None:
         # numbers first, before the imports below (torch, ~2 s): a negative worker count made the driver
@@ -113,25 +115,26 @@ class SearchConfig:
         if self.address:
             check_address(self.address)
         if list(self.objectives) not in OBJECTIVE_SETS:
-            raise ValueError(f"--objectives must be 'score', 'score,cost' or 'tasks' (one score per task, each "
-                             f"maximised), got {','.join(self.objectives)}")
-        if self.per_task and len(self.tasks) < 2:
-            raise ValueError("--objectives tasks needs at least two --tasks (one objective per task)")
+            raise ValueError(f"--objectives must be 'score', 'score,cost', 'tasks' (one score per task, each "
+                             f"maximised) or 'worst-task' (the score on the worst task), got {','.join(self.objectives)}")
+        if self.every_task and len(self.tasks) < 2:
+            raise ValueError(f"--objectives {self.objectives[0]} needs at least two --tasks "
+                             f"({'one objective per task' if self.per_task else 'a worst task among several'})")
         if self.seeds > MAX_SEEDS:
             raise ValueError(f"--seeds must be <= {MAX_SEEDS}, got {self.seeds}")
         if self.eta is not None and (isinstance(self.eta, bool) or not isinstance(self.eta, numbers.Integral)
                                      or self.eta < 2):
             raise ValueError(f"--eta must be an integer >= 2, got {self.eta!r}")
         rungs = parse_rungs(self.rung_spec(), self.tasks, self.seeds)
-        if self.per_task and any(len(r.tasks) != len(self.tasks) for r in rungs):
-            raise ValueError(f"--objectives tasks: every rung must train every task (each candidate needs a score "
-                             f"on each), got --rungs {self.rungs}; use e.g. all:2,all:3,all:5")
+        if self.every_task and any(len(r.tasks) != len(self.tasks) for r in rungs):
+            raise ValueError(f"--objectives {self.objectives[0]}: every rung must train every task (each candidate "
+                             f"needs a score on each), got --rungs {self.rungs}; use e.g. all:2,all:3,all:5")
         for name, value, low in (("--validate-top", self.validate_top, 0), ("--validate-seeds", self.validate_seeds, 2)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         from actsearch.validation import SELECTIONS
 
-        if self.validate_select not in SELECTIONS:
+        if self.validate_select is not None and self.validate_select not in SELECTIONS:
             raise ValueError(f"--validate-select must be one of {', '.join(SELECTIONS)}, got {self.validate_select!r}")
         if self.validate_select == "worst-task" and self.validate_top > 0 and len(self.tasks) < 2:
             raise ValueError("--validate-select worst-task needs at least two --tasks (a worst task among several)")
@@ -151,6 +154,21 @@ class SearchConfig:
         """One objective per search task (a layer's score on each architecture, selected by Pareto rank)."""
         return list(self.objectives) == ["tasks"]
 
+    @property
+    def worst_task(self) -> bool:
+        """One objective: the score on the candidate's worst search task (a candidate must do well on
+        every architecture, not on average)."""
+        return list(self.objectives) == ["worst-task"]
+
+    @property
+    def every_task(self) -> bool:
+        """Objectives that need a score on every search task at every rung."""
+        return self.per_task or self.worst_task
+
+    def selection(self) -> str:
+        """How validation chooses the top K: --validate-select, or the search's own objective."""
+        return self.validate_select or ("worst-task" if self.worst_task else "score")
+
     def n_objectives(self) -> int:
         return len(self.tasks) if self.per_task else len(self.objectives)
 
@@ -160,8 +178,8 @@ class SearchConfig:
         return ("maximize",) + ("minimize",) * (len(self.objectives) - 1)
 
     def rung_spec(self) -> Optional[str]:
-        """--rungs, or with per-task objectives and no --rungs, the default rung shapes on every task."""
-        if self.per_task and (self.rungs is None or not str(self.rungs).strip()):
+        """--rungs, or with per-task or worst-task objectives and no --rungs, the default rung shapes on every task."""
+        if self.every_task and (self.rungs is None or not str(self.rungs).strip()):
             last = max(5, self.seeds)
             return f"all:{self.seeds},all:{min(max(self.seeds + 1, 3), last)},all:{last}"
         return self.rungs
@@ -411,7 +429,7 @@ class SearchDriver:
             if rung > 0 and cid not in self.asha.promoted[rung - 1]:
                 self.asha.mark_promoted(rung - 1, cid)
             if row["status"] == "done":
-                self.asha.record(rung, cid, row["score"])
+                self.asha.record(rung, cid, self._promotion_value(row["score"], (row["summary"] or {}).get("task_scores")))
                 if cid in self.pending_promotions.get(rung, []):
                     self.pending_promotions[rung].remove(cid)
             else:
@@ -423,9 +441,17 @@ class SearchDriver:
             return None
         if self.config.per_task:
             return self._task_value(self.store.task_scores(cid) if cid else None)
+        if self.config.worst_task:
+            return worst_task(self.store.task_scores(cid) if cid else None, self.config.tasks)
         if len(self.config.objectives) == 1:
             return float(result["score"])
         return (float(result["score"]), float(result["cost"] if result["cost"] is not None else 0.0))
+
+    def _promotion_value(self, score: Optional[float], task_scores: Optional[dict]) -> Optional[float]:
+        """What ASHA promotes on: the mean score, or with --objectives worst-task the worst task's score."""
+        if score is None or not self.config.worst_task:
+            return score
+        return worst_task(task_scores, self.config.tasks)
 
     def _task_value(self, task_scores: Optional[dict]) -> Optional[tuple]:
         """Per-task objectives: the candidate's score on each search task, in --tasks order (None when one
@@ -554,7 +580,7 @@ class SearchDriver:
 
                 summary["validation"] = validate_store(
                     self.store, ex, top=cfg.validate_top, seeds=cfg.validate_seeds, tasks=cfg.validate_tasks,
-                    baselines=cfg.baselines, select=cfg.validate_select,
+                    baselines=cfg.baselines, select=cfg.selection(),
                     progress=lambda st: self.progress({**self.status(t_start, started), "validation": st}))
         finally:
             if self.executor is None:
@@ -677,6 +703,8 @@ class SearchDriver:
                 value = None
             elif cfg.per_task:
                 value = self._task_value(est.task_scores if est is not None else None)
+            elif cfg.worst_task:
+                value = worst_task(est.task_scores if est is not None else None, cfg.tasks)
             elif len(cfg.objectives) == 1:
                 value = float(score)
             else:
@@ -686,7 +714,7 @@ class SearchDriver:
         self.store.record_rung(cid, rung, report, score, lcb=est.lcb if est is not None else None, summary=summary,
                                cost=cost, wall_s=wall, worker=worker,
                                reason_code=rejection_code(report) if rung == 0 else None, updates=updates)
-        self.asha.record(rung, cid, score)
+        self.asha.record(rung, cid, self._promotion_value(score, est.task_scores if est is not None else None))
         for g, value in updates:
             self.strategy.update(g, value)
         return self.store.result(cid)

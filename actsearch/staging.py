@@ -179,6 +179,14 @@ def estimate_score(candidate: Mapping[str, Mapping[int, float]], baselines: Mapp
                          {t: statistics.fmean(v) for t, v in contrib.items()}, vs, [], reference)
 
 
+def worst_task(task_scores: Optional[Mapping[str, Optional[float]]], tasks: Sequence[str]) -> Optional[float]:
+    """The score on the candidate's worst task of `tasks` (`--objectives worst-task`, `validate --select
+    worst-task`); None unless every task has a score."""
+    if not task_scores or any(task_scores.get(t) is None for t in tasks):
+        return None
+    return min(float(task_scores[t]) for t in tasks)
+
+
 def ranking_key(score: Optional[float], lcb: Optional[float], rejected: bool = False, order: int = 0) -> tuple:
     """Sort key, best first when sorted ascending: valid before rejected, then by the lower confidence
     bound (none, from one seed, counts as -inf), then by the mean, then by evaluation order."""

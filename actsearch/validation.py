@@ -142,11 +142,10 @@ def select_candidates(store, top: int, select: str = "score") -> list[dict]:
     if len(search_tasks) < 2:
         raise ValueError(f"--select worst-task needs a run that searched at least two tasks; this one searched "
                          f"{', '.join(search_tasks) or 'none'}")
-    scored = []
-    for r in valid:
-        ts = store.task_scores(r["id"]) or {}
-        if all(ts.get(t) is not None for t in search_tasks):
-            scored.append((r, min(float(ts[t]) for t in search_tasks)))
+    from actsearch.staging import worst_task
+
+    scored = [(r, worst_task(store.task_scores(r["id"]), search_tasks)) for r in valid]
+    scored = [(r, w) for r, w in scored if w is not None]
     scored.sort(key=lambda pair: (-pair[0]["rung"], -pair[1]))
     return [r for r, _ in scored[:top]]
 

@@ -43,6 +43,54 @@ def test_config_checks_and_default_rungs_train_every_task():
         config(objectives=["tasks", "cost"]).validate()
 
 
+def test_worst_task_objective_config():
+    cfg = config(objectives=["worst-task"])
+    cfg.validate()
+    assert cfg.n_objectives() == 1 and cfg.directions() == ("maximize",) and cfg.worst_task and not cfg.per_task
+    assert all(r.tasks == tuple(TASKS) for r in cfg.resolved_rungs())  # a worst task needs every task
+    assert cfg.selection() == "worst-task" and config().selection() == "score"
+    assert config(objectives=["worst-task"], validate_select="score").selection() == "score"
+    with pytest.raises(ValueError, match="worst-task needs at least two --tasks"):
+        config(objectives=["worst-task"], tasks=["digits-cnn"]).validate()
+    with pytest.raises(ValueError, match="every rung must train every task"):
+        config(objectives=["worst-task"], rungs="1:2,all:5").validate()
+
+
+def test_worst_task_search_tells_and_promotes_the_worst_tasks_score(tmp_path):
+    """The strategy is told, ASHA promotes on, and the Optuna mirror records the score on the worst task;
+    on the conflicting fake tasks that is the candidate nearest a/b = 1, which a mean over the two tasks
+    (flat between 0.5 and 1.5) cannot single out."""
+    import optuna
+
+    from fake_training import slope
+    from actsearch.optuna_study import storage_url, study_name
+    from actsearch.staging import worst_task
+
+    driver = SearchDriver(config(objectives=["worst-task"], budget=15), tmp_path / "run",
+                          executor=TaskPlanExecutor(noise=0.002))
+    driver.run()
+    with ResultStore(tmp_path / "run", mode="read") as store:
+        rows = store.rung_rows()
+        ranked = {r["id"]: r for r in store.ranked()}
+        tells = [v for k, _, v in store.events() if k == "tell" and v is not None]
+    # every value told is a float: the worst task's score at some rung of some candidate
+    worst_seen = {round(worst_task(r["summary"]["task_scores"], TASKS), 12) for r in rows if r["summary"]}
+    assert tells and all(isinstance(v, float) for v in tells)
+    assert {round(v, 12) for v in tells} <= worst_seen
+    # ASHA promoted the best rung-0 candidate on its worst task, the one nearest a/b = 1
+    rung0 = {r["candidate_id"]: worst_task(r["summary"]["task_scores"], TASKS)
+             for r in rows if r["rung"] == 0 and r["status"] == "done" and r["summary"]}
+    # the promotion book holds the worst task's score of every rung-0 candidate, not the mean
+    assert {c: v for c, (v, _) in driver.asha.done[0].items()} == pytest.approx(rung0)
+    best0 = max((v, c) for c, v in rung0.items() if v is not None)[1]
+    assert ranked[best0]["rung"] >= 1
+    assert abs(slope(ranked[best0]["formula"]) - 1.0) == min(abs(slope(ranked[c]["formula"]) - 1.0) for c in rung0)
+    # the Optuna mirror's rung-0 trial values are the worst-task scores
+    trials = optuna.load_study(study_name=study_name(0), storage=storage_url(tmp_path / "run" / "optuna.db")).trials
+    values = {t.user_attrs["candidate_id"]: t.values[0] for t in trials if t.values}
+    assert values and all(values[c] == pytest.approx(rung0[c]) for c in values)
+
+
 def test_strategies_take_directions():
     s = make_strategy("evolution", RatioSpace(), n_objectives=2, directions=("maximize", "maximize"))
     # in the utilities' orientation (objective 0 up, the rest down) the second score is negated
@@ -76,11 +124,13 @@ def test_per_task_search_tells_task_scores_and_reports_their_pareto_front(tmp_pa
     assert len(front) >= 2
 
 
-def test_per_task_search_resumes_exactly(tmp_path):
-    SearchDriver(config(), tmp_path / "ref", executor=TaskPlanExecutor()).run()
+@pytest.mark.parametrize("objective", ["tasks", "worst-task"])
+def test_per_task_search_resumes_exactly(tmp_path, objective):
+    cfg = dict(objectives=[objective], budget=15)  # below the fake space's 17 members: no exhaustion
+    SearchDriver(config(**cfg), tmp_path / "ref", executor=TaskPlanExecutor()).run()
     with pytest.raises(KeyboardInterrupt):
-        SearchDriver(config(), tmp_path / "run", executor=TaskPlanExecutor(crash_after=3)).run()
-    SearchDriver(config(), tmp_path / "run", resume=True, executor=TaskPlanExecutor()).run()
+        SearchDriver(config(**cfg), tmp_path / "run", executor=TaskPlanExecutor(crash_after=3)).run()
+    SearchDriver(config(**cfg), tmp_path / "run", resume=True, executor=TaskPlanExecutor()).run()
     with ResultStore(tmp_path / "ref", mode="read") as a, ResultStore(tmp_path / "run", mode="read") as b:
         ea = [(k, g, v) for k, g, v in a.events() if k in ("ask", "tell")]
         eb = [(k, g, v) for k, g, v in b.events() if k in ("ask", "tell")]
