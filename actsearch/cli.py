@@ -1069,10 +1069,13 @@ def validate(run_dir: str = typer.Argument(..., help="A run directory (finished 
         raise _fail(f"--workers must be >= 0, got {workers}")
     if executor not in ("ray", "local"):
         raise _fail(f"--executor must be 'ray' or 'local', got {executor!r}")
-    from actsearch.validation import SELECTIONS
+    from actsearch.validation import check_selection
 
-    if select is not None and select not in SELECTIONS:
-        raise _fail(f"--select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+    if select is not None:
+        try:
+            check_selection(select)  # the name, before the store is opened; the tasks below
+        except ValueError as exc:
+            raise _fail(str(exc))
     if tasks is not None and not _split(tasks):
         raise _fail("--tasks is empty; name at least one task or leave it out")
     try:
@@ -1097,9 +1100,7 @@ def validate(run_dir: str = typer.Argument(..., help="A run directory (finished 
         if store.n_results() == 0:
             raise StoreError(f"{run_dir} has no evaluated candidate to validate")
         select = select or cfg.selection()
-        if select == "worst-task" and len(cfg.tasks) < 2:  # before any worker starts
-            raise ValueError(f"--select worst-task needs a run that searched at least two tasks; this one "
-                             f"searched {', '.join(cfg.tasks)}")
+        check_selection(select, cfg.tasks)  # before any worker starts
         from actsearch.executor import make_executor
         from actsearch.validation import validate_store
 

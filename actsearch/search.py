@@ -132,12 +132,10 @@ class SearchConfig:
         for name, value, low in (("--validate-top", self.validate_top, 0), ("--validate-seeds", self.validate_seeds, 2)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        from actsearch.validation import SELECTIONS
+        if self.validate_select is not None:
+            from actsearch.validation import check_selection
 
-        if self.validate_select is not None and self.validate_select not in SELECTIONS:
-            raise ValueError(f"--validate-select must be one of {', '.join(SELECTIONS)}, got {self.validate_select!r}")
-        if self.validate_select == "worst-task" and self.validate_top > 0 and len(self.tasks) < 2:
-            raise ValueError("--validate-select worst-task needs at least two --tasks (a worst task among several)")
+            check_selection(self.validate_select, self.tasks if self.validate_top > 0 else None, "--validate-select")
         if self.validate_tasks is not None:
             if not self.validate_tasks:
                 raise ValueError("--validate-tasks is empty; name at least one task or leave it out")
@@ -437,15 +435,25 @@ class SearchDriver:
 
     # -- one candidate's way to the executor
     def _value(self, result: Optional[dict], cid: Optional[str] = None):
-        if result is None or result["score"] is None:
+        """What the strategy is told for a stored result (its highest rung's)."""
+        if result is None:
             return None
-        if self.config.per_task:
-            return self._task_value(self.store.task_scores(cid) if cid else None)
-        if self.config.worst_task:
-            return worst_task(self.store.task_scores(cid) if cid else None, self.config.tasks)
-        if len(self.config.objectives) == 1:
-            return float(result["score"])
-        return (float(result["score"]), float(result["cost"] if result["cost"] is not None else 0.0))
+        task_scores = self.store.task_scores(cid) if cid and self.config.every_task else None
+        return self._objective_value(result["score"], result["cost"], task_scores)
+
+    def _objective_value(self, score: Optional[float], cost: Optional[float], task_scores: Optional[dict]):
+        """The objective(s) the strategy is told: the score; (score, cost); the per-task scores in --tasks
+        order; or the worst task's score.  None for no score (treated as rejected)."""
+        cfg = self.config
+        if score is None:
+            return None
+        if cfg.per_task:
+            return self._task_value(task_scores)
+        if cfg.worst_task:
+            return worst_task(task_scores, cfg.tasks)
+        if len(cfg.objectives) == 1:
+            return float(score)
+        return (float(score), float(cost if cost is not None else 0.0))
 
     def _promotion_value(self, score: Optional[float], task_scores: Optional[dict]) -> Optional[float]:
         """What ASHA promotes on: the mean score, or with --objectives worst-task the worst task's score."""
@@ -697,24 +705,17 @@ class SearchDriver:
                     cost = candidate_cost(self.space.candidate(self.store.candidate(cid)["genome"]))
                 except Exception:  # noqa: BLE001 - no cost is better than a crashed search
                     cost = None
+        task_scores = est.task_scores if est is not None else None
         updates: list = []
-        if rung > 0:  # the strategy learns the value at the candidate's highest rung
-            if score is None:
-                value = None
-            elif cfg.per_task:
-                value = self._task_value(est.task_scores if est is not None else None)
-            elif cfg.worst_task:
-                value = worst_task(est.task_scores if est is not None else None, cfg.tasks)
-            elif len(cfg.objectives) == 1:
-                value = float(score)
-            else:
-                value = (float(score), float(self.store.result(cid)["cost"] or 0.0))
+        if rung > 0:  # the strategy learns the value at the candidate's highest rung (the cost is rung 0's)
+            stored_cost = self.store.result(cid)["cost"] if "cost" in cfg.objectives else None
+            value = self._objective_value(score, stored_cost, task_scores)
             updates = [(g, value) for g in self.store.told_genomes(cid)]
         summary = {**est.to_dict(), "rung": rung, "rung_label": self.rungs[rung].label()} if est is not None else None
         self.store.record_rung(cid, rung, report, score, lcb=est.lcb if est is not None else None, summary=summary,
                                cost=cost, wall_s=wall, worker=worker,
                                reason_code=rejection_code(report) if rung == 0 else None, updates=updates)
-        self.asha.record(rung, cid, self._promotion_value(score, est.task_scores if est is not None else None))
+        self.asha.record(rung, cid, self._promotion_value(score, task_scores))
         for g, value in updates:
             self.strategy.update(g, value)
         return self.store.result(cid)

@@ -125,6 +125,16 @@ def _summ(values: Sequence[float]) -> dict:
 SELECTIONS = ("score", "worst-task")
 
 
+def check_selection(select: str, tasks: Optional[Sequence[str]] = None, flag: str = "--select") -> None:
+    """Refuses an unknown selection and, given the run's search tasks, worst-task for fewer than two (one
+    check for `validate --select`, `search --validate-select` and select_candidates)."""
+    if select not in SELECTIONS:
+        raise ValueError(f"{flag} must be one of {', '.join(SELECTIONS)}, got {select!r}")
+    if select == "worst-task" and tasks is not None and len(tasks) < 2:
+        raise ValueError(f"{flag} worst-task needs a run that searched at least two tasks; this one searched "
+                         f"{', '.join(tasks) or 'none'}")
+
+
 def select_candidates(store, top: int, select: str = "score") -> list[dict]:
     """The run's `top` candidates to validate (store.ranked() rows, rejected ones never).
 
@@ -133,15 +143,11 @@ def select_candidates(store, top: int, select: str = "score") -> list[dict]:
     task (at its highest rung), among those at the highest rung reached first (most seeds, least winner's
     curse).  A mean over tasks can be carried by one task (a layer far better on one architecture and
     worse on the others); the worst task asks for a candidate that transfers."""
-    if select not in SELECTIONS:
-        raise ValueError(f"--select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+    search_tasks = list((store.config() or {}).get("tasks") or [])
+    check_selection(select, search_tasks)
     valid = [r for r in store.ranked() if r["rejected"] is None and r["score"] is not None]
     if select == "score":
         return valid[:top]
-    search_tasks = list((store.config() or {}).get("tasks") or [])
-    if len(search_tasks) < 2:
-        raise ValueError(f"--select worst-task needs a run that searched at least two tasks; this one searched "
-                         f"{', '.join(search_tasks) or 'none'}")
     from actsearch.staging import worst_task
 
     scored = [(r, worst_task(store.task_scores(r["id"]), search_tasks)) for r in valid]
