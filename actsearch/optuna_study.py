@@ -14,7 +14,8 @@ the same tasks and seeds):
                      (--rungs flat) has only `actsearch`
 Objectives: --objectives score: one value, "score", maximised (0 = the tasks' reference baseline, -1
 chance); score,cost: ("score" maximised, "cost" minimised, relative to ReLU; 0.0 where no cost could be
-measured, as the strategy is told); tasks: one maximised value per search task, named after it.
+measured, as the strategy is told); tasks: one maximised value per search task, named after it;
+worst-task: one value, "worst-task", the score on the candidate's worst search task, maximised.
 A candidate's score at its highest rung (what `actsearch top` ranks) is its trial in the highest rung
 study it reached.
 
@@ -194,7 +195,6 @@ class StudyMirror:
         self.keys.setdefault(rung, set())
         return study
 
-    # -- reading the store
     # -- trials
     def _common(self, row: dict) -> dict:
         return {"candidate_id": row["candidate_id"], "formula": row["formula"], "canonical": row["canonical"],
@@ -221,17 +221,13 @@ class StudyMirror:
             reason = rejected
         elif score is None or not math.isfinite(score):
             reason = "no score at this rung"
-        elif self.per_task:
+        elif self.per_task or self.worst_task:  # as the strategy is told: every task's score, or the worst one
             missing = [t for t in self.tasks if not task_scores or task_scores.get(t) is None]
             if missing:
                 reason = f"no score on {', '.join(missing)}"
             else:
-                values = [float(task_scores[t]) for t in self.tasks]
-        elif self.worst_task:  # as the strategy is told: the worst search task's score
-            from actsearch.staging import worst_task
-
-            worst = worst_task(task_scores, self.tasks)
-            values, reason = ([worst], None) if worst is not None else (None, "no score on every task")
+                per_task = [float(task_scores[t]) for t in self.tasks]
+                values = per_task if self.per_task else [min(per_task)]
         elif len(self.names) == 1:
             values = [float(score)]
         else:  # score, cost: as the strategy is told (no measured cost: 0.0)

@@ -9,8 +9,7 @@ Protocol (selection and claim on different seeds, as everywhere in actsearch):
      package is installed) asks `batch` trials at a time; each trial's initial values make one candidate
      (the same formula; the initial values are part of its id); the batch trains as one population on
      the tuning seeds with `evaluate_many`, and each trial is told its score (the mean over tasks of the
-     score against the task's reference: 0 is ReLU / BN-ReLU, 1 is chance to... see
-     actsearch.evaluation.task_score).  The default initial values are trial 0 (enqueued), so the best
+     score against the task's reference: 0 is ReLU / BN-ReLU, -1 is chance; actsearch.evaluation.task_score).  The default initial values are trial 0 (enqueued), so the best
      trial is never worse than the default on the tuning seeds.
   2. The best trial's values and the default values are then compared on `validate_seeds` fresh seeds
      (never used for tuning): per task, the paired difference best - default with its 95% t-interval.
